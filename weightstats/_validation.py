@@ -1,0 +1,116 @@
+"""The one input validator every public function calls.
+
+:func:`as_sample` turns whatever a user hands us (a numpy array, a torch tensor of any floating
+or integer dtype, a list) into a flat, finite ``float64`` numpy array, or raises
+:class:`~weightstats.errors.InputDataError` with a message that names the argument and the fix.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .errors import DegenerateDataWarning, InputDataError, SmallSampleWarning
+
+__all__ = ["as_sample", "NAN_POLICIES", "to_numpy"]
+
+NAN_POLICIES = frozenset({"raise", "omit"})
+
+
+def to_numpy(x: Any, *, name: str = "x") -> np.ndarray:
+    """Convert an array-like or torch tensor to a float64 numpy array of the same shape.
+
+    Torch tensors of every floating dtype (float16, bfloat16, float8, float32, float64) and every
+    integer or boolean dtype are accepted; they are detached and copied to the CPU. Torch is never
+    imported here: a tensor is recognised by its type's module.
+    """
+    if type(x).__module__.split(".")[0] == "torch":
+        if getattr(x, "is_complex", lambda: False)():
+            raise InputDataError(f"`{name}` is a complex tensor; weightstats analyses real values.")
+        import torch  # only reached when the caller already has torch loaded
+
+        with torch.no_grad():
+            return x.detach().to(device="cpu", dtype=torch.float64).numpy()
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise InputDataError(f"`{name}` cannot be read as an array of numbers: {exc}") from None
+    if arr.dtype.kind == "c":
+        raise InputDataError(f"`{name}` has complex values; weightstats analyses real values.")
+    if arr.dtype.kind not in "fiub":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise InputDataError(
+                f"`{name}` must hold numbers; got an array of dtype {arr.dtype}."
+            ) from None
+    return arr.astype(np.float64, copy=False)
+
+
+def as_sample(
+    x: Any,
+    *,
+    name: str = "x",
+    min_size: int = 2,
+    nan_policy: str = "raise",
+    allow_constant: bool = False,
+    warn_below: int | None = None,
+) -> np.ndarray:
+    """Validate a sample and return it as a flat, finite float64 array.
+
+    Parameters
+    ----------
+    x : array_like or torch.Tensor
+        Values of any shape; they are flattened.
+    name : str
+        The argument's name, used in error messages.
+    min_size : int
+        Fewest finite values accepted; fewer raise :class:`InputDataError`.
+    nan_policy : {'raise', 'omit'}
+        ``'raise'`` rejects NaN and +-Inf, saying how many there are; ``'omit'`` drops them.
+    allow_constant : bool
+        If False, a sample whose values are all equal raises :class:`InputDataError`; if True it
+        only warns with :class:`DegenerateDataWarning`.
+    warn_below : int, optional
+        Emit :class:`SmallSampleWarning` when fewer values than this remain.
+
+    Returns
+    -------
+    numpy.ndarray
+        One-dimensional, finite, ``float64``. May share memory with `x` when `x` already is one.
+    """
+    if nan_policy not in NAN_POLICIES:
+        raise InputDataError(
+            f"`nan_policy` must be one of {sorted(NAN_POLICIES)}; got {nan_policy!r}."
+        )
+    arr = to_numpy(x, name=name).reshape(-1)
+    finite = np.isfinite(arr)
+    n_bad = arr.size - int(np.count_nonzero(finite))
+    if n_bad:
+        if nan_policy == "raise":
+            n_nan = int(np.count_nonzero(np.isnan(arr)))
+            raise InputDataError(
+                f"`{name}` has {n_bad} non-finite value(s) ({n_nan} NaN, {n_bad - n_nan} Inf) "
+                f"among {arr.size}; clean them or pass nan_policy='omit'."
+            )
+        arr = arr[finite]
+    if arr.size == 0:
+        raise InputDataError(f"`{name}` is empty; at least {min_size} finite values are needed.")
+    if arr.size < min_size:
+        raise InputDataError(
+            f"`{name}` has {arr.size} finite value(s); at least {min_size} are needed."
+        )
+    if arr.size > 1 and arr.min() == arr.max():
+        message = f"`{name}` is constant (every value is {arr[0]:.6g}); its shape is undefined."
+        if not allow_constant:
+            raise InputDataError(message)
+        warnings.warn(message, DegenerateDataWarning, stacklevel=2)
+    if warn_below is not None and arr.size < warn_below:
+        warnings.warn(
+            f"`{name}` has only {arr.size} values; at least {warn_below} are recommended.",
+            SmallSampleWarning,
+            stacklevel=2,
+        )
+    return arr
