@@ -1,0 +1,1 @@
+"""Analyses built on the statistics engine: checkpoints, the CLT question, VAE latents."""
