@@ -1,0 +1,479 @@
+"""One-dimensional Gaussian mixtures by maximum likelihood (EM), with K chosen by BIC.
+
+The EM runs in vectorised numpy on the standardised sample (so the variance floor and the
+tolerance do not depend on the data's units) and reports parameters, log-likelihood and
+information criteria on the original scale.
+
+Starts. Several seeded starts are tried: the first puts the means at evenly spaced quantiles, the
+others are k-means++ seeds refined by a few Lloyd steps. When the sample is larger than
+``screen_size`` values, every start is first run on one seeded subsample of that size, and only
+the best start by subsample log-likelihood is then run to convergence on the full sample (a
+"short runs" screen). The final answer is therefore always an EM fixed point on the full data.
+
+Collapse guard. A component's variance never goes below ``var_floor`` times the sample's
+variance (default 1e-6), so a component sitting on one repeated value cannot drive the
+likelihood to infinity.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from .._validation import as_sample
+from ..errors import ConvergenceWarning, InputDataError
+from ._core import LOG_2PI, as_generator, check_int, check_positive, information_criteria
+
+__all__ = [
+    "MixtureFit",
+    "GaussianMixtureDist",
+    "fit_gaussian_mixture",
+    "select_gaussian_mixture",
+]
+
+_SCREEN_SIZE = 20_000
+_SCREEN_MAX_ITER = 60
+_VAR_FLOOR = 1e-6
+
+
+class GaussianMixtureDist:
+    """A frozen one-dimensional Gaussian mixture with scipy-like methods.
+
+    Parameters
+    ----------
+    weights, means, sds : array_like
+        Component weights (summing to one), means and standard deviations.
+
+    Notes
+    -----
+    ``scipy.stats.Mixture`` (scipy >= 1.15) exists but exposes ``sample``/``variance`` rather than
+    the ``rvs``/``var`` of frozen scipy distributions, so this small class keeps one interface
+    for every family ``FitResult.dist()`` returns.
+    """
+
+    def __init__(self, weights: Any, means: Any, sds: Any) -> None:
+        self.weights = np.asarray(weights, dtype=np.float64).copy()
+        self.means = np.asarray(means, dtype=np.float64).copy()
+        self.sds = np.asarray(sds, dtype=np.float64).copy()
+        for arr in (self.weights, self.means, self.sds):
+            arr.setflags(write=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"GaussianMixtureDist(weights={np.array2string(self.weights, precision=4)}, "
+            f"means={np.array2string(self.means, precision=4)}, "
+            f"sds={np.array2string(self.sds, precision=4)})"
+        )
+
+    def _component_logpdf(self, x: np.ndarray) -> np.ndarray:
+        z = (x[..., None] - self.means) / self.sds
+        return np.log(self.weights) - np.log(self.sds) - 0.5 * LOG_2PI - 0.5 * z * z
+
+    def logpdf(self, x: Any) -> np.ndarray:
+        """Log-density at `x` (computed by log-sum-exp over components)."""
+        x = np.asarray(x, dtype=np.float64)
+        return special.logsumexp(self._component_logpdf(x), axis=-1)
+
+    def pdf(self, x: Any) -> np.ndarray:
+        """Density at `x`."""
+        return np.exp(self.logpdf(x))
+
+    def cdf(self, x: Any) -> np.ndarray:
+        """Cumulative distribution function at `x`."""
+        x = np.asarray(x, dtype=np.float64)
+        return (special.ndtr((x[..., None] - self.means) / self.sds) * self.weights).sum(-1)
+
+    def sf(self, x: Any) -> np.ndarray:
+        """Survival function ``1 - cdf`` at `x`, accurate in the upper tail."""
+        x = np.asarray(x, dtype=np.float64)
+        return (special.ndtr((self.means - x[..., None]) / self.sds) * self.weights).sum(-1)
+
+    def ppf(self, q: Any) -> np.ndarray:
+        """Quantile function, by vectorised bisection on the cdf (to ~1e-12 relative)."""
+        q = np.asarray(q, dtype=np.float64)
+        lo = np.full(q.shape, np.min(self.means - 40 * self.sds))
+        hi = np.full(q.shape, np.max(self.means + 40 * self.sds))
+        for _ in range(100):
+            mid = 0.5 * (lo + hi)
+            below = self.cdf(mid) < q
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        out = 0.5 * (lo + hi)
+        out = np.where(q <= 0, -np.inf, out)
+        return np.where(q >= 1, np.inf, out)
+
+    def mean(self) -> float:
+        """Mixture mean."""
+        return float(np.dot(self.weights, self.means))
+
+    def var(self) -> float:
+        """Mixture variance (law of total variance)."""
+        m = self.mean()
+        return float(np.dot(self.weights, self.sds**2 + (self.means - m) ** 2))
+
+    def std(self) -> float:
+        """Mixture standard deviation."""
+        return math.sqrt(self.var())
+
+    def rvs(self, size: Any = 1, random_state: Any = None) -> np.ndarray:
+        """Draw values; `random_state` is None, a seed or a numpy Generator."""
+        gen = as_generator(random_state)
+        comp = gen.choice(self.weights.size, size=size, p=self.weights)
+        return gen.normal(self.means[comp], self.sds[comp])
+
+
+@dataclass(frozen=True, eq=False)
+class MixtureFit:
+    """A fitted one-dimensional Gaussian mixture.
+
+    Attributes
+    ----------
+    weights, means, sds : numpy.ndarray
+        Component weights, means and standard deviations, sorted by mean (read-only).
+    loglik : float
+        Maximised log-likelihood on the original scale of the data.
+    n : int
+        Number of values fitted.
+    aic, bic : float
+        ``-2 loglik + 2 p`` and ``-2 loglik + p log n`` with ``p = 3k - 1``.
+    converged : bool
+        Whether EM met its tolerance before `max_iter`.
+    n_iter : int
+        EM iterations on the full sample for the retained start.
+    k : int
+        Number of components.
+    bic_by_k : dict of int to float, optional
+        BIC of each candidate K, when the fit comes from :func:`select_gaussian_mixture`.
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    sds: np.ndarray
+    loglik: float
+    n: int
+    aic: float
+    bic: float
+    converged: bool
+    n_iter: int
+    k: int
+    bic_by_k: dict[int, float] | None = field(default=None)
+
+    @property
+    def n_params(self) -> int:
+        """Free parameters: k means, k sds and k - 1 weights."""
+        return 3 * self.k - 1
+
+    def dist(self) -> GaussianMixtureDist:
+        """The fitted mixture as a distribution object (pdf, logpdf, cdf, sf, rvs, mean, var)."""
+        return GaussianMixtureDist(self.weights, self.means, self.sds)
+
+    def logpdf(self, x: Any) -> np.ndarray:
+        """Pointwise log-density of the fitted mixture at `x`."""
+        return self.dist().logpdf(x)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python dictionary (lists for arrays), suitable for JSON."""
+        return {
+            "k": self.k,
+            "weights": self.weights.tolist(),
+            "means": self.means.tolist(),
+            "sds": self.sds.tolist(),
+            "loglik": self.loglik,
+            "n": self.n,
+            "aic": self.aic,
+            "bic": self.bic,
+            "converged": self.converged,
+            "n_iter": self.n_iter,
+            "bic_by_k": None if self.bic_by_k is None else dict(self.bic_by_k),
+        }
+
+    def __repr__(self) -> str:
+        def arr(a: np.ndarray) -> str:
+            return np.array2string(a, precision=4, separator=", ")
+
+        return (
+            f"MixtureFit(k={self.k}, weights={arr(self.weights)}, means={arr(self.means)}, "
+            f"sds={arr(self.sds)}, loglik={self.loglik:.6g}, bic={self.bic:.6g}, "
+            f"converged={self.converged})"
+        )
+
+
+class _EM:
+    """EM for a 1-D Gaussian mixture on a fixed (standardised) sample, with reusable buffers."""
+
+    def __init__(self, z: np.ndarray, k: int, var_floor: float) -> None:
+        self.z = z
+        self.z2 = z * z
+        self.k = k
+        self.var_floor = var_floor
+        self.buf = np.empty((k, z.size))
+        self.tmp = np.empty(z.size)
+
+    def e_step(self, w: np.ndarray, mu: np.ndarray, var: np.ndarray) -> float:
+        """Fill ``buf`` with responsibilities; return the log-likelihood of (w, mu, var)."""
+        r, z, tmp = self.buf, self.z, self.tmp
+        inv_sd = 1.0 / np.sqrt(var)
+        const = np.log(w) + np.log(inv_sd) - 0.5 * LOG_2PI
+        np.subtract(z, mu[:, None], out=r)
+        r *= inv_sd[:, None]
+        np.square(r, out=r)
+        r *= -0.5
+        r += const[:, None]
+        r.max(axis=0, out=tmp)
+        r -= tmp
+        np.exp(r, out=r)
+        s = r.sum(axis=0)
+        r /= s
+        np.log(s, out=s)
+        return float(s.sum() + tmp.sum())
+
+    def m_step(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r = self.buf
+        nk = r.sum(axis=1) + 10 * np.finfo(float).tiny
+        mu = (r @ self.z) / nk
+        var = (r @ self.z2) / nk - mu * mu
+        var = np.maximum(var, self.var_floor)
+        w = nk / nk.sum()
+        return w, mu, var
+
+    def run(self, w, mu, var, *, max_iter: int, tol: float):
+        """Iterate to a relative change in mean log-likelihood below `tol`."""
+        n = self.z.size
+        ll_old = -np.inf
+        converged = False
+        ll = ll_old
+        it = 0
+        for it in range(1, max_iter + 1):
+            ll = self.e_step(w, mu, var)
+            if abs(ll - ll_old) <= tol * n:
+                converged = True
+                break
+            ll_old = ll
+            w, mu, var = self.m_step()
+        return w, mu, var, ll, converged, it
+
+
+def _quantile_start(z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mu = np.quantile(z, (np.arange(k) + 0.5) / k)
+    var = np.full(k, max(np.var(z) / k**2, _VAR_FLOOR))
+    return np.full(k, 1.0 / k), mu, var
+
+
+def _kmeanspp_start(z: np.ndarray, k: int, gen: np.random.Generator):
+    centers = [z[gen.integers(z.size)]]
+    d2 = (z - centers[0]) ** 2
+    for _ in range(1, k):
+        total = d2.sum()
+        if total <= 0:
+            centers.append(z[gen.integers(z.size)])
+        else:
+            centers.append(z[np.searchsorted(np.cumsum(d2), gen.random() * total)
+                             .clip(0, z.size - 1)])
+        d2 = np.minimum(d2, (z - centers[-1]) ** 2)
+    c = np.sort(np.asarray(centers))
+    for _ in range(5):  # Lloyd steps; 1-D assignment by nearest sorted centre
+        cuts = 0.5 * (c[1:] + c[:-1])
+        lab = np.searchsorted(cuts, z)
+        counts = np.bincount(lab, minlength=k)
+        sums = np.bincount(lab, weights=z, minlength=k)
+        c = np.where(counts > 0, sums / np.maximum(counts, 1), c)
+        c = np.sort(c)
+    cuts = 0.5 * (c[1:] + c[:-1])
+    lab = np.searchsorted(cuts, z)
+    counts = np.bincount(lab, minlength=k).astype(float)
+    sq = np.bincount(lab, weights=(z - c[lab]) ** 2, minlength=k)
+    var = np.where(counts > 1, sq / np.maximum(counts, 1), np.var(z) / k**2)
+    var = np.maximum(var, _VAR_FLOOR)
+    w = (counts + 1.0) / (counts.sum() + k)
+    return w, c, var
+
+
+def _fit_standardised(z, k, *, n_init, gen, max_iter, tol, screen_size):
+    """Return (w, mu, var, ll, converged, n_iter) on the standardised sample `z`."""
+    starts = [_quantile_start(z, k)]
+    screen = z if z.size <= screen_size else z[gen.choice(z.size, screen_size, replace=False)]
+    for _ in range(n_init - 1):
+        starts.append(_kmeanspp_start(screen, k, gen))
+    full = _EM(z, k, _VAR_FLOOR)
+    if z.size <= screen_size or len(starts) == 1:
+        best = None
+        for w, mu, var in starts:
+            res = full.run(w, mu, var, max_iter=max_iter, tol=tol)
+            if best is None or res[3] > best[3]:
+                best = res
+        return best
+    sub = _EM(screen, k, _VAR_FLOOR)
+    best = None
+    for w, mu, var in starts:
+        res = sub.run(w, mu, var, max_iter=min(max_iter, _SCREEN_MAX_ITER), tol=tol)
+        if best is None or res[3] > best[3]:
+            best = res
+    w, mu, var = best[:3]
+    return full.run(w, mu, var, max_iter=max_iter, tol=tol)
+
+
+def _make_fit(x_mean, x_sd, n, k, w, mu, var, ll, converged, n_iter, bic_by_k=None):
+    order = np.argsort(mu, kind="stable")
+    weights = w[order]
+    means = x_mean + x_sd * mu[order]
+    sds = x_sd * np.sqrt(var[order])
+    loglik = ll - n * math.log(x_sd)
+    aic, bic = information_criteria(loglik, 3 * k - 1, n)
+    for arr in (weights, means, sds):
+        arr.setflags(write=False)
+    return MixtureFit(
+        weights=weights, means=means, sds=sds, loglik=float(loglik), n=int(n), aic=aic,
+        bic=bic, converged=bool(converged), n_iter=int(n_iter), k=int(k), bic_by_k=bic_by_k,
+    )
+
+
+def fit_gaussian_mixture(
+    x: Any,
+    n_components: int,
+    *,
+    n_init: int = 4,
+    rng: Any = None,
+    max_iter: int = 500,
+    tol: float = 1e-7,
+    nan_policy: str = "raise",
+) -> MixtureFit:
+    """Fit a one-dimensional Gaussian mixture with `n_components` components by EM.
+
+    Parameters
+    ----------
+    x : array_like or torch.Tensor
+        The sample (flattened). At least ``3 * n_components`` finite values, not all equal.
+    n_components : int
+        Number of components K >= 1. K = 1 is the closed-form normal fit.
+    n_init : int
+        Number of starts (one quantile start, the rest seeded k-means++).
+    rng : None, int or numpy.random.Generator
+        Source of randomness for the starts and the screening subsample; the result is
+        deterministic for a given seed.
+    max_iter : int
+        Most EM iterations on the full sample.
+    tol : float
+        Convergence when the mean log-likelihood per value changes by less than `tol`.
+    nan_policy : {'raise', 'omit'}
+        What to do with NaN and infinite values.
+
+    Returns
+    -------
+    MixtureFit
+
+    Warns
+    -----
+    ConvergenceWarning
+        When EM stops at `max_iter` before meeting `tol` (the result is still returned, with
+        ``converged=False``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = np.random.default_rng(0)
+    >>> x = np.concatenate([g.normal(-2, 0.5, 3000), g.normal(1, 1.0, 7000)])
+    >>> fit_gaussian_mixture(x, 2, rng=0).means.round(1)
+    array([-2.,  1.])
+    """
+    k = check_int(n_components, name="n_components", minimum=1)
+    n_init = check_int(n_init, name="n_init", minimum=1)
+    max_iter = check_int(max_iter, name="max_iter", minimum=1)
+    tol = check_positive(tol, name="tol")
+    arr = as_sample(x, name="x", min_size=max(2, 3 * k), nan_policy=nan_policy)
+    gen = as_generator(rng)
+    return _fit_k(arr, k, gen=gen, n_init=n_init, max_iter=max_iter, tol=tol)
+
+
+def _standardise(arr: np.ndarray) -> tuple[np.ndarray, float, float]:
+    m = float(arr.mean())
+    s = float(arr.std())
+    if not (s > 0 and math.isfinite(s)):
+        raise InputDataError("`x` has zero or non-finite spread; a mixture cannot be fitted.")
+    return (arr - m) / s, m, s
+
+
+def _fit_k(arr, k, *, gen, n_init, max_iter, tol, standardised=None, warn=True) -> MixtureFit:
+    z, m, s = standardised if standardised is not None else _standardise(arr)
+    n = z.size
+    if k == 1:
+        # Closed form: the MLE is the sample mean and the (biased) sample variance, which is 1
+        # on the standardised scale.
+        ll = -0.5 * n * (LOG_2PI + 1.0)
+        return _make_fit(m, s, n, 1, np.ones(1), np.zeros(1), np.ones(1), ll, True, 0)
+    w, mu, var, ll, converged, n_iter = _fit_standardised(
+        z, k, n_init=n_init, gen=gen, max_iter=max_iter, tol=tol, screen_size=_SCREEN_SIZE
+    )
+    if not converged and warn:
+        warnings.warn(
+            f"Gaussian mixture EM with k={k} stopped at max_iter={max_iter} before the "
+            f"log-likelihood change fell below tol={tol:g} per value; raise `max_iter`.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return _make_fit(m, s, n, k, w, mu, var, ll, converged, n_iter)
+
+
+def select_gaussian_mixture(
+    x: Any,
+    *,
+    k_max: int = 4,
+    rng: Any = None,
+    n_init: int = 4,
+    max_iter: int = 500,
+    tol: float = 1e-7,
+    nan_policy: str = "raise",
+) -> MixtureFit:
+    """Fit Gaussian mixtures with K = 1 ... `k_max` components and keep the lowest BIC.
+
+    Parameters
+    ----------
+    x : array_like or torch.Tensor
+        The sample (flattened); at least 2 finite values, not all equal. Values of K needing
+        more than ``len(x) / 3`` components are skipped.
+    k_max : int
+        Largest number of components tried.
+    rng : None, int or numpy.random.Generator
+        Randomness for the starts; the result is deterministic for a given seed.
+    n_init, max_iter, tol, nan_policy
+        As in :func:`fit_gaussian_mixture`.
+
+    Returns
+    -------
+    MixtureFit
+        The selected fit, with ``bic_by_k`` holding the BIC of every K tried.
+
+    Warns
+    -----
+    ConvergenceWarning
+        When the EM for the selected K stops before converging (unconverged fits of other K are
+        not reported; their BIC is at best an upper bound).
+    """
+    k_max = check_int(k_max, name="k_max", minimum=1)
+    n_init = check_int(n_init, name="n_init", minimum=1)
+    max_iter = check_int(max_iter, name="max_iter", minimum=1)
+    tol = check_positive(tol, name="tol")
+    arr = as_sample(x, name="x", min_size=2, nan_policy=nan_policy)
+    gen = as_generator(rng)
+    std = _standardise(arr)
+    fits = {}
+    for k in range(1, min(k_max, max(1, arr.size // 3)) + 1):
+        fits[k] = _fit_k(arr, k, gen=gen, n_init=n_init, max_iter=max_iter, tol=tol,
+                         standardised=std, warn=False)
+    bic_by_k = {k: f.bic for k, f in fits.items()}
+    best_k = min(bic_by_k, key=lambda k: (bic_by_k[k], k))
+    best = fits[best_k]
+    if not best.converged:
+        # Only the retained fit warns: an over-sized K on unimodal data often converges slowly
+        # and is then rejected by BIC anyway.
+        warnings.warn(
+            f"Gaussian mixture EM for the selected k={best_k} stopped at max_iter={max_iter} "
+            f"before converging (tol={tol:g}); raise `max_iter`.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return MixtureFit(**{**best.__dict__, "bic_by_k": bic_by_k})
