@@ -1,0 +1,1 @@
+"""One reader module per checkpoint format; :mod:`weightstats.io.checkpoint` picks one."""
