@@ -238,7 +238,8 @@ class Checkpoint:
             )
             self._by_name[name] = (reader, entry.key)
         self.skipped = [(shown.get(n, n), why) for n, why in self.skipped]
-        self.entries = [by_shown[n] for n in layer_order(by_shown)]
+        ordered = len(self._readers) == 1 and self._readers[0].ordered
+        self.entries = [by_shown[n] for n in (by_shown if ordered else layer_order(by_shown))]
         if not self.entries and not self.skipped:
             raise CheckpointError(f"{self.path}: the checkpoint holds no tensors.")
 

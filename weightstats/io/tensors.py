@@ -190,7 +190,7 @@ def fan_in(shape: Sequence[int], role: str, *, out_axis: int = 0) -> float:
 
 
 def _numbers(name: str) -> tuple[int, ...]:
-    return tuple(int(m) for m in re.findall(r"\d+", name))
+    return tuple(int(m) for m in re.findall(r"\d+", re.sub(r":\d+$", "", name)))
 
 
 def layer_order(names: Iterable[str]) -> list[str]:

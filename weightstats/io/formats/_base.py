@@ -46,6 +46,8 @@ class Reader:
     """
 
     format: str = "?"
+    #: True when the file records the model's layer order itself (entries are kept as they are).
+    ordered: bool = False
 
     def __init__(self, path: str) -> None:
         self.path = path

@@ -50,6 +50,7 @@ class KerasReader(Reader):
         root = self._h5.get("model_weights", self._h5)
         order = [n.decode() if isinstance(n, bytes) else str(n) for n in root.attrs.get("layer_names", [])]
         if order:  # Keras 2 records the layers in model order
+            self.ordered = True
             rank = {layer: i for i, layer in enumerate(order)}
             names.sort(key=lambda n: rank.get(n.split("/")[1] if n.startswith("model_weights/") else n.split("/")[0], len(rank)))
         for name in names:
