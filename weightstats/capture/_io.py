@@ -1,0 +1,205 @@
+"""Low-level file handling for the run store: atomic writes, shard names, moments, a writer thread.
+
+Nothing here knows about recorders. Every file the store creates goes through
+:func:`atomic_save_tensors` or :func:`atomic_write_bytes`: the bytes are written to a temporary
+file in the destination folder (``.<name>.tmp-<pid>``) and then :func:`os.replace`-d into place,
+so a reader (or a process killed with SIGKILL half-way) only ever sees complete files. Temporary
+files are ignored by every reader and removed when a writer reopens the store.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import threading
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from safetensors.torch import save as _st_save
+
+__all__ = [
+    "TMP_MARKER",
+    "atomic_write_bytes",
+    "atomic_save_tensors",
+    "atomic_write_json",
+    "write_index_part",
+    "moment_rows",
+    "raw_moments",
+    "BackgroundWriter",
+    "INDEX_COLUMNS",
+]
+
+TMP_MARKER = ".tmp-"
+
+#: columns of the tidy index, in order (see RunStore.frame)
+INDEX_COLUMNS = (
+    "step", "epoch", "tensor", "kind", "numel", "mean", "var", "skewness", "kurtosis",
+    "shard", "seq",
+)
+
+_INDEX_SCHEMA = pa.schema(
+    [
+        ("step", pa.int64()),
+        ("epoch", pa.int64()),
+        ("tensor", pa.string()),
+        ("kind", pa.string()),
+        ("numel", pa.int64()),
+        ("mean", pa.float64()),
+        ("var", pa.float64()),
+        ("skewness", pa.float64()),
+        ("kurtosis", pa.float64()),
+        ("shard", pa.string()),
+        ("seq", pa.int64()),
+    ]
+)
+
+
+def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = False) -> int:
+    """Write `data` to `path` through a temporary file and a rename; return the bytes written.
+
+    A SIGKILL cannot leave a partial file at `path`: the page cache survives the death of the
+    process, and ``os.replace`` is atomic on POSIX. Surviving a power loss needs ``fsync=True``.
+    """
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}{TMP_MARKER}{os.getpid()}-{threading.get_ident()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return len(data)
+
+
+def atomic_save_tensors(
+    path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str], *, fsync: bool = False
+) -> int:
+    """Serialise `tensors` as safetensors (no pickle) and write them atomically."""
+    return atomic_write_bytes(path, _st_save(tensors, metadata=metadata), fsync=fsync)
+
+
+def atomic_write_json(path: str, obj: Any, *, fsync: bool = False) -> int:
+    return atomic_write_bytes(
+        path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode(), fsync=fsync
+    )
+
+
+def write_index_part(path: str, rows: list[dict], *, fsync: bool = False) -> int:
+    """Write index `rows` as one small Parquet file, atomically."""
+    columns = {c: [r.get(c) for r in rows] for c in INDEX_COLUMNS}
+    table = pa.table(columns, schema=_INDEX_SCHEMA)
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return atomic_write_bytes(path, sink.getvalue(), fsync=fsync)
+
+
+def raw_moments(x: torch.Tensor, scratch: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """Return ``(mean, var, sum c**3, sum c**4)`` of `x` as 0-d tensors, on `x`'s device.
+
+    ``c = x - mean``; ``var`` divides by n (ddof=0). Five kernels: ``var_mean``, a subtraction,
+    a square and two dot products (fused multiply-sum), writing into `scratch` when given so the
+    per-step path allocates nothing. Skewness and kurtosis are finished later, off the training
+    path, by :func:`moment_rows`.
+    """
+    flat = x.reshape(-1)
+    var, mean = torch.var_mean(flat, correction=0)
+    if scratch is None:
+        c = flat - mean
+        c2 = c * c
+    else:
+        c, c2 = scratch
+        torch.sub(flat, mean, out=c)
+        torch.mul(c, c, out=c2)
+    return mean, var, torch.dot(c2, c), torch.dot(c2, c2)
+
+
+def finish_moments(raw: np.ndarray, numel: int) -> np.ndarray:
+    """``raw[..., (mean, var, s3, s4)]`` -> ``[..., (mean, var, skewness, excess kurtosis)]``.
+
+    Skewness is ``m3 / m2**1.5`` and kurtosis ``m4 / m2**2 - 3`` with biased (1/n) central
+    moments, i.e. ``scipy.stats.skew(x)`` and ``scipy.stats.kurtosis(x)`` with their defaults
+    (``bias=True``, Fisher). Zero variance gives NaN for both.
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    mean, var = raw[..., 0], raw[..., 1]
+    m3, m4 = raw[..., 2] / numel, raw[..., 3] / numel
+    with np.errstate(divide="ignore", invalid="ignore"):
+        skew = np.where(var > 0, m3 / var**1.5, np.nan)
+        kurt = np.where(var > 0, m4 / var**2 - 3.0, np.nan)
+    return np.stack([mean, var, skew, kurt], axis=-1)
+
+
+def moment_rows(x: torch.Tensor) -> dict[str, float]:
+    """Moments of one (CPU) tensor as a dict for the index, computed in float64."""
+    numel = x.numel()
+    if numel == 0:
+        return {"numel": 0, "mean": np.nan, "var": np.nan, "skewness": np.nan, "kurtosis": np.nan}
+    raw = torch.stack(raw_moments(x.detach().to(torch.float64))).numpy()
+    mean, var, skew, kurt = finish_moments(raw, numel)
+    return {"numel": numel, "mean": float(mean), "var": float(var),
+            "skewness": float(skew), "kurtosis": float(kurt)}
+
+
+class BackgroundWriter:
+    """One worker thread that runs write jobs in submission order.
+
+    The training thread only hands over tensors it already owns (copies), so serialisation and
+    file I/O happen off the critical path. An exception in a job is re-raised, wrapped by the
+    caller, on the next :meth:`submit`, :meth:`flush` or :meth:`close`. With ``threaded=False``
+    jobs run inline (simpler to debug; the behaviour is otherwise identical).
+    """
+
+    def __init__(self, *, threaded: bool = True, max_pending: int = 8) -> None:
+        self._error: BaseException | None = None
+        self._threaded = threaded
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._queue = queue.Queue(maxsize=max_pending)
+            self._thread = threading.Thread(
+                target=self._run, name="weightstats-run-store-writer", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                if self._error is None:
+                    job()
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            exc, self._error = self._error, None
+            raise exc
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._raise_pending()
+        if self._queue is None:
+            job()
+        else:
+            self._queue.put(job)
+
+    def flush(self) -> None:
+        if self._queue is not None:
+            self._queue.join()
+        self._raise_pending()
+
+    def close(self) -> None:
+        if self._queue is not None and self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._queue = None
+        self._raise_pending()

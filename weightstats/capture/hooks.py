@@ -1,0 +1,429 @@
+"""Recorders that capture a training run without changing it: weights, updates and latents.
+
+:class:`WeightRecorder` attaches to an optimizer's step pre- and post-hooks; :func:`watch` is
+its one-call, idempotent form for notebooks. :class:`LatentRecorder` (defined in
+:mod:`weightstats.capture.latent`, re-exported here) records a VAE encoder's outputs.
+
+What a recorder promises
+------------------------
+* Training is bitwise identical with and without it: it only reads parameters, under
+  ``torch.no_grad()``, into buffers it owns, and never touches gradients, optimizer state or
+  torch's global random generator (its coordinate sample comes from its own
+  :class:`torch.Generator`).
+* It owns its hook handles and removes every one on :meth:`close` / ``__exit__``; it holds
+  weak references to the model and its parameters.
+* Per-step work stays on the parameter's device and does not synchronise it: the sampled
+  updates and the raw moments go into device buffers that are moved to the host once per
+  `flush_every` steps (pinned, non-blocking on CUDA); snapshots are copied to the host and
+  written by the store's background thread.
+
+Limits
+------
+* Steps taken by code that bypasses ``optimizer.step`` (for example a GradScaler that skips a
+  step on overflow, or a fused/compiled step that does not run the Python hooks) are not seen.
+* Under ``torch.distributed`` only rank 0 records; other ranks attach nothing. Parameters with
+  no local elements (sharded away by ZeRO-3/FSDP) are skipped with one warning; parameters that
+  are local shards are recorded as the shard.
+* Hooks live on the optimizer, so ``torch.compile(model)`` before or after attaching does not
+  affect them; ``torch.compile`` of the optimizer step itself is not supported.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+import weakref
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from ..errors import InputDataError, WeightstatsWarning
+from ._common import is_writer_rank, jsonable, select_parameters, to_host
+from ._io import raw_moments
+from .latent import LatentRecorder
+from .store import STORE_DTYPES, RunStore
+
+__all__ = ["WeightRecorder", "LatentRecorder", "watch", "unwatch"]
+
+_SMALL = (torch.float16, torch.bfloat16)
+
+
+class _Tracked:
+    """Per-parameter state: weak reference, sampled coordinates and the device buffers."""
+
+    __slots__ = ("name", "ref", "shape", "numel", "coords", "prev", "delta", "scratch",
+                 "upd", "mom", "wdtype")
+
+    def __init__(self, name: str, param: torch.Tensor, coords: torch.Tensor, *,
+                 moments: bool, flush_every: int) -> None:
+        self.name = name
+        self.ref = weakref.ref(param)
+        self.shape = tuple(param.shape)
+        self.numel = param.numel()
+        self.coords = coords.to(param.device)
+        # work dtype: float32 for half types (exact differences), else the parameter's dtype
+        self.wdtype = torch.float32 if param.dtype in _SMALL else param.dtype
+        kw = {"device": param.device, "dtype": self.wdtype}
+        if moments:
+            self.prev = torch.empty(self.shape, **kw)
+            self.delta = torch.empty(self.shape, **kw)
+            self.scratch = (torch.empty(self.numel, **kw), torch.empty(self.numel, **kw))
+        else:
+            self.prev = torch.empty(self.coords.numel(), **kw)
+            self.delta = None
+            self.scratch = None
+        self.upd = self.mom = None
+        self.new_buffers(flush_every, moments)
+
+    def new_buffers(self, flush_every: int, moments: bool) -> None:
+        kw = {"device": self.coords.device, "dtype": self.wdtype}
+        self.upd = torch.empty((flush_every, self.coords.numel()), **kw)
+        self.mom = torch.empty((flush_every, 4), **kw) if moments else None
+
+
+def _sample_coords(numel: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    """`k` distinct flat indices in ``range(numel)``, uniformly at random, sorted (CPU int64).
+
+    Small tensors use ``randperm``; large ones draw with replacement until `k` distinct values
+    are seen and keep a random `k` of them (a uniform subset of a uniform subset is uniform), so
+    a 100M-element tensor does not need a 100M-element permutation.
+    """
+    if k >= numel:
+        return torch.arange(numel, dtype=torch.int64)
+    if numel <= 1 << 22:
+        return torch.randperm(numel, generator=generator)[:k].sort().values
+    seen = torch.empty(0, dtype=torch.int64)
+    while seen.numel() < k:
+        draw = torch.randint(numel, (2 * k,), generator=generator, dtype=torch.int64)
+        seen = torch.unique(torch.cat([seen, draw]))
+    pick = torch.randperm(seen.numel(), generator=generator)[:k]
+    return seen[pick].sort().values
+
+
+class WeightRecorder:
+    """Record full snapshots, sampled per-step updates and update moments of a model's weights.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model whose parameters are recorded (held by weak reference).
+    optimizer : torch.optim.Optimizer
+        The optimizer whose ``step`` defines a training step; the recorder attaches to its
+        ``register_step_pre_hook`` / ``register_step_post_hook``.
+    every : int
+        Write a full snapshot at step 0 (the initialisation, taken when the recorder is made)
+        and after every `every`-th optimizer step.
+    include : str, list of str or callable, optional
+        Glob pattern(s) on parameter names (``"*.weight"``), or ``f(name, param) -> bool``.
+        Default: every parameter that requires grad.
+    coords : int
+        Number of coordinates per tensor whose update is recorded at every step (all of them
+        when the tensor is smaller). Sampled once, without replacement, with `seed`.
+    store : RunStore or path-like
+        Where to write. A path creates a new run directory (never overwriting one); pass
+        ``RunStore.open(path, mode="a")`` to continue a run. A store created here is closed
+        by :meth:`close`.
+    flush_every : int
+        Number of steps of sampled updates buffered in memory before they are written as one
+        trajectory shard.
+    moments : bool
+        Compute the moments (mean, var, skewness, kurtosis) of each tensor's whole update at
+        every step. Needs one copy of the selected parameters on their device; with
+        ``moments=False`` only the sampled coordinates are kept.
+    seed : int
+        Seed of the recorder's own :class:`torch.Generator` (coordinate sampling).
+    start_step : int, optional
+        Step number of the current weights: 0 for a new store, and by default the last
+        recorded step when continuing a store opened with ``mode="a"``.
+
+    Examples
+    --------
+    >>> with WeightRecorder(model, opt, every=100, store="runs/mlp"):   # doctest: +SKIP
+    ...     train(model, opt)
+    >>> RunStore.open("runs/mlp").trajectories("0.weight")              # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        every: int = 100,
+        include: str | Iterable[str] | Callable[[str, torch.Tensor], bool] | None = None,
+        coords: int = 4096,
+        store: RunStore | str | os.PathLike,
+        flush_every: int = 100,
+        moments: bool = True,
+        seed: int = 0,
+        start_step: int | None = None,
+    ) -> None:
+        if not isinstance(model, torch.nn.Module):
+            raise InputDataError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise InputDataError(
+                f"`optimizer` must be a torch.optim.Optimizer; got {type(optimizer).__name__}."
+            )
+        for name, value in (("every", every), ("coords", coords), ("flush_every", flush_every)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputDataError(f"`{name}` must be a positive integer; got {value!r}.")
+        self.every = int(every)
+        self.coords = int(coords)
+        self.flush_every = int(flush_every)
+        self.moments = bool(moments)
+        self.seed = int(seed)
+        self._handles: list[Any] = []
+        self._closed = False
+        self._model = weakref.ref(model)
+        self._optimizer = weakref.ref(optimizer)
+        self.active = is_writer_rank()
+        self.store: RunStore | None = None
+        self._own_store = False
+        self._tracked: list[_Tracked] = []
+        self.skipped: list[str] = []
+        if not self.active:  # not rank 0: record nothing, attach nothing
+            self._closed = True
+            return
+
+        chosen = select_parameters(model.named_parameters(), include)
+        self.skipped = [n for n, p in chosen if p.numel() == 0]
+        if self.skipped:
+            warnings.warn(
+                f"WeightRecorder skips {len(self.skipped)} parameter(s) with no local elements "
+                f"(sharded away, e.g. ZeRO-3/FSDP): {', '.join(self.skipped)}.",
+                WeightstatsWarning,
+                stacklevel=2,
+            )
+        chosen = [(n, p) for n, p in chosen if p.numel() > 0]
+        if not chosen:
+            raise InputDataError("`include` selects only parameters with no local elements.")
+
+        if isinstance(store, RunStore):
+            self.store = store
+            if store.mode == "r":
+                raise InputDataError(
+                    "`store` is open read-only; pass a path, RunStore.create(...) or "
+                    "RunStore.open(path, mode='a')."
+                )
+        else:
+            self.store = RunStore.create(store)
+            self._own_store = True
+        self._store_dtype = STORE_DTYPES[self.store.dtype]
+        if start_step is None:
+            start_step = 0
+            if self.store.mode == "a":
+                df = self.store.frame()
+                steps = df.loc[df["kind"] != "latent", "step"].dropna()
+                start_step = int(steps.max()) if len(steps) else 0
+        self.step = int(start_step)
+
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(self.seed)
+        for name, p in chosen:
+            idx = _sample_coords(p.numel(), self.coords, gen)
+            self._tracked.append(
+                _Tracked(name, p, idx, moments=self.moments, flush_every=self.flush_every)
+            )
+        self._row = 0
+        self._steps = np.empty(self.flush_every, dtype=np.int64)
+
+        self.store.set_recorder("weights", self._settings(model, optimizer, include))
+        self._snapshot()  # the initialisation (or the resumed weights)
+        self._handles.append(optimizer.register_step_pre_hook(self._pre_step))
+        self._handles.append(optimizer.register_step_post_hook(self._post_step))
+
+    # -------------------------------------------------------------- manifest
+    def _settings(self, model, optimizer, include) -> dict:
+        return {
+            "class": type(self).__name__,
+            "every": self.every,
+            "coords": self.coords,
+            "flush_every": self.flush_every,
+            "moments": self.moments,
+            "seed": self.seed,
+            "start_step": self.step,
+            "include": include if isinstance(include, (str, list, type(None))) else repr(include),
+            "skipped": self.skipped,
+            "model": {
+                "class": type(model).__qualname__,
+                "n_parameters": int(sum(p.numel() for p in model.parameters())),
+            },
+            "optimizer": {
+                "class": type(optimizer).__qualname__,
+                "defaults": jsonable(optimizer.defaults),
+            },
+            "tensors": [
+                {"name": t.name, "shape": list(t.shape), "numel": t.numel,
+                 "dtype": str(t.ref().dtype).replace("torch.", ""),
+                 "device": str(t.coords.device), "n_coords": int(t.coords.numel())}
+                for t in self._tracked
+            ],
+        }
+
+    # -------------------------------------------------------------- hooks
+    def _params(self):
+        for t in self._tracked:
+            p = t.ref()
+            if p is not None:
+                yield t, p
+
+    def _pre_step(self, optimizer, args, kwargs) -> None:
+        with torch.no_grad():
+            for t, p in self._params():
+                if self.moments:
+                    t.prev.copy_(p)
+                else:
+                    t.prev.copy_(p.reshape(-1).index_select(0, t.coords))
+        return None
+
+    def _post_step(self, optimizer, args, kwargs) -> None:
+        row = self._row
+        with torch.no_grad():
+            for t, p in self._params():
+                if self.moments:
+                    torch.sub(p, t.prev, out=t.delta)
+                    flat = t.delta.view(-1)
+                    torch.index_select(flat, 0, t.coords, out=t.upd[row])
+                    torch.stack(raw_moments(flat, t.scratch), out=t.mom[row])
+                else:
+                    cur = p.reshape(-1).index_select(0, t.coords)
+                    torch.sub(cur, t.prev, out=t.upd[row])
+        self.step += 1
+        self._steps[row] = self.step
+        self._row = row + 1
+        if self._row == self.flush_every:
+            self._flush_trajectories()
+        if self.step % self.every == 0:
+            self._snapshot()
+        return None
+
+    def _snapshot(self) -> None:
+        tensors, events = {}, []
+        for t, p in self._params():
+            tensors[t.name], ev = to_host(p, self._store_dtype)
+            if ev is not None:
+                events.append(ev)
+        ready = events[-1] if events else None
+        self.store.write_snapshot(self.step, tensors, ready=ready)
+
+    def _flush_trajectories(self) -> None:
+        n = self._row
+        if n == 0:
+            return
+        data, events = {}, []
+        for t in self._tracked:
+            upd, ev = to_host(t.upd[:n]) if t.upd.is_cuda else (t.upd[:n], None)
+            mom = None
+            if t.mom is not None:
+                mom, ev2 = to_host(t.mom[:n]) if t.mom.is_cuda else (t.mom[:n], None)
+                ev = ev2 or ev
+            if ev is not None:
+                events.append(ev)
+            data[t.name] = (t.coords.cpu(), upd, mom, t.shape, t.numel)
+            if not t.upd.is_cuda:  # the CPU buffers now belong to the store: make new ones
+                t.new_buffers(self.flush_every, self.moments)
+        steps = self._steps[:n].copy()
+        self._row = 0
+        self.store.write_trajectories(steps, data, ready=events[-1] if events else None)
+
+    # -------------------------------------------------------------- lifetime
+    @property
+    def handles(self) -> tuple:
+        """The hook handles this recorder owns (empty once closed)."""
+        return tuple(self._handles)
+
+    def flush(self) -> None:
+        """Write buffered updates now and wait until everything queued is on disk."""
+        if self._closed:
+            return
+        self._flush_trajectories()
+        self.store.flush()
+
+    def close(self) -> None:
+        """Remove every hook, write what is buffered, and close a store this recorder created."""
+        if self._closed:
+            return
+        self._closed = True
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        try:
+            self._flush_trajectories()
+            if self._own_store:
+                self.store.close()
+            else:
+                self.store.flush()
+        finally:
+            for key in [k for k, e in _WATCHED.items() if e[3] is self]:
+                del _WATCHED[key]
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "WeightRecorder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"step={self.step}"
+        where = self.store.path if self.store is not None else None
+        return (
+            f"WeightRecorder({len(self._tracked)} tensors, every={self.every}, "
+            f"coords={self.coords}, store={where!r}, {state})"
+        )
+
+
+# optimizer id -> (weakref to optimizer, weakref to model, options, recorder)
+_WATCHED: dict[int, tuple[Any, Any, dict, WeightRecorder]] = {}
+
+
+def watch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+          store: RunStore | str | os.PathLike, **options: Any) -> WeightRecorder:
+    """Attach a :class:`WeightRecorder` in one call; safe to run twice in a notebook cell.
+
+    If `optimizer` is already watched for the same `model`, `store` and options, the existing
+    recorder is returned and no hook is added. If anything differs, the old recorder is closed
+    first (its hooks removed), then a new one is attached. Detach with :func:`unwatch`.
+
+    Parameters
+    ----------
+    model, optimizer, store, **options
+        As for :class:`WeightRecorder`.
+    """
+    key = id(optimizer)
+    entry = _WATCHED.get(key)
+    store_key = store.path if isinstance(store, RunStore) else os.fspath(store)
+    options_key = dict(options, store=os.path.abspath(store_key))
+    if entry is not None:
+        opt_ref, model_ref, old_options, rec = entry
+        if (opt_ref() is optimizer and model_ref() is model and old_options == options_key
+                and not rec.closed):
+            return rec
+        rec.close()
+        _WATCHED.pop(key, None)
+    rec = WeightRecorder(model, optimizer, store=store, **options)
+    _WATCHED[key] = (weakref.ref(optimizer), weakref.ref(model), options_key, rec)
+    return rec
+
+
+def unwatch(target: torch.optim.Optimizer | WeightRecorder | None = None) -> int:
+    """Detach recorders attached by :func:`watch`: the one on `target` (an optimizer or a
+    recorder), or all when `target` is None. Returns how many were closed."""
+    if isinstance(target, WeightRecorder):
+        recs = [e[3] for e in _WATCHED.values() if e[3] is target] or [target]
+    elif target is None:
+        recs = [e[3] for e in list(_WATCHED.values())]
+    else:
+        entry = _WATCHED.get(id(target))
+        recs = [entry[3]] if entry is not None else []
+    n = 0
+    for rec in recs:
+        if not rec.closed:
+            rec.close()
+            n += 1
+    for k in [k for k, e in _WATCHED.items() if e[3].closed]:
+        _WATCHED.pop(k, None)
+    return n

@@ -1,0 +1,810 @@
+"""RunStore: an append-only, crash-safe directory that holds one recorded training run.
+
+Layout of a run directory::
+
+    run/
+    ├── manifest.json            model, optimizer, seed, versions, recorder and store settings
+    ├── writer.lock              PID of the process appending (absent when closed cleanly)
+    ├── snapshots/               <seq>-step<step>.safetensors      one file per full snapshot
+    ├── trajectories/            <seq>-steps<first>-<last>.safetensors  one file per flush
+    ├── latents/                 <seq>-epoch<epoch>.safetensors    one file per recorded epoch
+    └── index/                   <seq>.parquet                      index rows, one part per flush
+
+Every file is written to a temporary name and renamed into place, so a reader never sees a
+partial file and a writer killed with SIGKILL leaves only complete ones. Every shard also carries
+its own index rows (in the safetensors metadata, or as the moments tensors of a trajectory
+shard), so rows that had not reached a Parquet part before a crash are rebuilt on read: the
+index is never read-modified-written. ``seq`` grows with every write; when the same
+(step, tensor, kind) was written twice (a resumed run), the later write wins.
+
+No pickle is used anywhere: tensors are safetensors, the index Parquet, the manifest JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+from safetensors import safe_open
+
+from ..errors import InputDataError, RunStoreError, WeightstatsWarning
+from . import _io
+from ._io import INDEX_COLUMNS, TMP_MARKER, BackgroundWriter
+
+__all__ = ["RunStore", "Trajectories", "STORE_DTYPES", "ON_LIMIT"]
+
+FORMAT = "weightstats-run"
+FORMAT_VERSION = 1
+STORE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
+ON_LIMIT = frozenset({"raise", "thin", "stop"})
+_KIND_DIRS = {"snapshot": "snapshots", "update": "trajectories", "latent": "latents"}
+_SEQ_RE = re.compile(r"^(\d{8})-")
+
+
+@dataclass(frozen=True, repr=False)
+class Trajectories:
+    """Per-step updates ``Δw_t = w_t − w_{t−1}`` of a fixed, seeded sample of coordinates.
+
+    Attributes
+    ----------
+    tensor : str
+        Parameter name.
+    steps : numpy.ndarray
+        int64, shape (T,): optimizer step ``t`` of each row (the update made by the t-th step).
+    coords : numpy.ndarray
+        int64, shape (C,): flat (row-major) indices of the sampled coordinates, sorted.
+    updates : numpy.ndarray
+        float, shape (T, C): ``updates[i, j]`` is the change of coordinate ``coords[j]`` made by
+        step ``steps[i]``.
+    shape : tuple of int
+        Shape of the parameter tensor.
+    """
+
+    tensor: str
+    steps: np.ndarray
+    coords: np.ndarray
+    updates: np.ndarray
+    shape: tuple[int, ...] = field(default=())
+
+    def __repr__(self) -> str:
+        span = f"{self.steps[0]}..{self.steps[-1]}" if self.steps.size else "none"
+        return (
+            f"Trajectories(tensor={self.tensor!r}, shape={self.shape}, steps={span} "
+            f"(T={self.steps.size}), coords=C={self.coords.size}, updates={self.updates.dtype}"
+            f"{tuple(self.updates.shape)})"
+        )
+
+    def __len__(self) -> int:
+        return int(self.steps.size)
+
+
+def _seq_of(name: str) -> int:
+    m = _SEQ_RE.match(name)
+    return int(m.group(1)) if m else -1
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _versions() -> dict[str, str]:
+    import safetensors
+
+    try:
+        from importlib.metadata import version
+
+        ws = version("weightstats")
+    except Exception:  # pragma: no cover - not installed
+        ws = "unknown"
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "safetensors": safetensors.__version__,
+        "weightstats": ws,
+    }
+
+
+class RunStore:
+    """A recorded training run on disk: read it, or append to it.
+
+    Use :meth:`create` to start a run, :meth:`open` to read one (``mode="r"``, safe while
+    another process is still writing) or to continue one after a crash (``mode="a"``).
+
+    Attributes
+    ----------
+    path : str
+        The run directory.
+    mode : {'r', 'w', 'a'}
+        Read-only, newly created, or appended to.
+    manifest : dict
+        The parsed ``manifest.json`` (as of opening, plus this writer's updates).
+
+    Examples
+    --------
+    >>> store = RunStore.open("runs/mlp")                       # doctest: +SKIP
+    >>> store.frame().query("kind == 'snapshot'").head()        # doctest: +SKIP
+    >>> store.trajectories("0.weight").updates.shape            # doctest: +SKIP
+    (500, 4096)
+    """
+
+    # ------------------------------------------------------------------ construction
+    def __init__(self, path: str, mode: str, manifest: dict, *, _writer_opts: dict | None = None):
+        self.path = os.fspath(path)
+        self.mode = mode
+        self.manifest = manifest
+        self._writer: BackgroundWriter | None = None
+        self._closed = False
+        if mode != "r":
+            opts = _writer_opts or {}
+            self._fsync = bool(opts.get("fsync", False))
+            st = manifest["store"]
+            self.dtype = st["dtype"]
+            self.max_snapshots = st["max_snapshots"]
+            self.max_bytes = st["max_bytes"]
+            self.on_limit = st["on_limit"]
+            self._seq = self._max_seq() + 1
+            self._pending_rows: list[dict] = []  # rows of shards written since the last index part
+            self._snapshots: list[tuple[int, str, int]] = []  # (step, path, bytes) kept on disk
+            self._payload = 0
+            self._scan_payload()
+            self._snap_calls = 0
+            self._stride = 1
+            self._stopped: set[str] = set()
+            self._writer = BackgroundWriter(threaded=bool(opts.get("background", True)))
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        *,
+        dtype: str = "float32",
+        max_snapshots: int | None = None,
+        max_bytes: int | None = None,
+        on_limit: str = "raise",
+        background: bool = True,
+        fsync: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> "RunStore":
+        """Create a new run directory and open it for appending.
+
+        Parameters
+        ----------
+        path : path-like
+            A directory that does not exist yet, or an empty one. An existing run is never
+            overwritten: continue it with ``RunStore.open(path, mode="a")``.
+        dtype : {'float32', 'bfloat16', 'float64'}
+            Storage dtype of full snapshots (trajectories stay float32 or the parameter's
+            float64).
+        max_snapshots, max_bytes : int, optional
+            Bounds on the number of kept snapshots and on the bytes of tensor data written.
+        on_limit : {'raise', 'thin', 'stop'}
+            What happens when a bound is reached: raise :class:`RunStoreError` from the training
+            step; ``'thin'`` delete every second snapshot (keeping step 0) and halve the rate
+            from then on; ``'stop'`` stop writing that kind of data, with one warning.
+        background : bool
+            Serialise and write files on a background thread (default) instead of inline.
+        fsync : bool
+            ``fsync`` each file before renaming it (needed to survive a power loss, not a
+            killed process).
+        metadata : mapping, optional
+            JSON-serialisable extra information stored under ``manifest["user"]``.
+        """
+        path = os.fspath(path)
+        if dtype not in STORE_DTYPES:
+            raise InputDataError(f"`dtype` must be one of {sorted(STORE_DTYPES)}; got {dtype!r}.")
+        if on_limit not in ON_LIMIT:
+            raise InputDataError(f"`on_limit` must be one of {sorted(ON_LIMIT)}; got {on_limit!r}.")
+        for name, value in (("max_snapshots", max_snapshots), ("max_bytes", max_bytes)):
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+                raise InputDataError(f"`{name}` must be a positive integer or None; got {value!r}.")
+        if os.path.exists(path):
+            if not os.path.isdir(path):
+                raise RunStoreError(f"`path` {path!r} exists and is not a directory.")
+            if os.listdir(path):
+                hint = (
+                    "continue it with RunStore.open(path, mode='a')"
+                    if os.path.exists(os.path.join(path, "manifest.json"))
+                    else "choose a new directory"
+                )
+                raise RunStoreError(f"`path` {path!r} is not empty; {hint}.")
+        try:
+            os.makedirs(path, exist_ok=True)
+            for sub in ("snapshots", "trajectories", "latents", "index"):
+                os.makedirs(os.path.join(path, sub), exist_ok=True)
+        except OSError as exc:
+            raise RunStoreError(f"cannot create run directory {path!r}: {exc}") from None
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "versions": _versions(),
+            "store": {
+                "dtype": dtype,
+                "max_snapshots": None if max_snapshots is None else int(max_snapshots),
+                "max_bytes": None if max_bytes is None else int(max_bytes),
+                "on_limit": on_limit,
+            },
+            "recorders": {},
+            "user": dict(metadata or {}),
+            "sessions": [],
+            "closed": False,
+        }
+        _io.atomic_write_json(os.path.join(path, "manifest.json"), manifest, fsync=fsync)
+        store = cls(path, "w", manifest, _writer_opts={"background": background, "fsync": fsync})
+        store._lock()
+        return store
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike, *, mode: str = "r", background: bool = True,
+        fsync: bool = False,
+    ) -> "RunStore":
+        """Open an existing run: ``mode='r'`` to read (also while it is being written),
+        ``mode='a'`` to continue writing after a crash or a restart."""
+        path = os.fspath(path)
+        if mode not in ("r", "a"):
+            raise InputDataError(f"`mode` must be 'r' or 'a'; got {mode!r}.")
+        mpath = os.path.join(path, "manifest.json")
+        if not os.path.isdir(path):
+            raise RunStoreError(f"run directory {path!r} does not exist.")
+        try:
+            with open(mpath, encoding="utf-8") as fh:
+                manifest = json.load(fh)
+        except FileNotFoundError:
+            raise RunStoreError(
+                f"{path!r} is not a weightstats run: it has no manifest.json."
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise RunStoreError(f"cannot read {mpath!r}: {exc}") from None
+        if manifest.get("format") != FORMAT:
+            raise RunStoreError(f"{mpath!r} is not a weightstats run manifest.")
+        if manifest.get("format_version", 0) > FORMAT_VERSION:
+            raise RunStoreError(
+                f"{path!r} was written by a newer weightstats (format "
+                f"{manifest.get('format_version')}); upgrade weightstats to read it."
+            )
+        store = cls(path, mode, manifest, _writer_opts={"background": background, "fsync": fsync})
+        if mode == "a":
+            store._lock()
+            store._remove_stale_tmp()
+            store.manifest["closed"] = False
+            store._write_manifest()
+        return store
+
+    # ------------------------------------------------------------------ writer internals
+    def _lock(self) -> None:
+        lock = os.path.join(self.path, "writer.lock")
+        try:
+            with open(lock, encoding="utf-8") as fh:
+                pid = int(fh.read().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            pid = 0
+        if pid and pid != os.getpid() and _pid_alive(pid):
+            raise RunStoreError(
+                f"run {self.path!r} is being written by process {pid}; open it with mode='r' "
+                "to read, or stop that process first."
+            )
+        _io.atomic_write_bytes(lock, str(os.getpid()).encode())
+        self.manifest.setdefault("sessions", []).append(
+            {"pid": os.getpid(), "opened": _dt.datetime.now(_dt.timezone.utc).isoformat()}
+        )
+
+    def _remove_stale_tmp(self) -> None:
+        for sub in ("", "snapshots", "trajectories", "latents", "index"):
+            folder = os.path.join(self.path, sub)
+            for entry in os.scandir(folder):
+                if TMP_MARKER in entry.name and entry.name.startswith("."):
+                    os.remove(entry.path)
+
+    def _max_seq(self) -> int:
+        best = -1
+        for sub in ("snapshots", "trajectories", "latents", "index"):
+            folder = os.path.join(self.path, sub)
+            if os.path.isdir(folder):
+                for entry in os.scandir(folder):
+                    best = max(best, _seq_of(entry.name))
+        return best
+
+    def _scan_payload(self) -> None:
+        for sub in ("snapshots", "trajectories", "latents"):
+            for entry in sorted(os.scandir(os.path.join(self.path, sub)), key=lambda e: e.name):
+                if entry.name.startswith("."):
+                    continue
+                size = entry.stat().st_size
+                self._payload += size
+                if sub == "snapshots":
+                    step = int(entry.name.split("step")[1].split(".")[0])
+                    self._snapshots.append((step, entry.path, size))
+
+    def _next_seq(self) -> int:
+        seq, self._seq = self._seq, self._seq + 1
+        return seq
+
+    def _require_writer(self) -> BackgroundWriter:
+        if self.mode == "r":
+            raise RunStoreError(
+                f"run {self.path!r} is open read-only; use RunStore.open(path, mode='a')."
+            )
+        if self._closed or self._writer is None:
+            raise RunStoreError(f"run {self.path!r} is closed.")
+        return self._writer
+
+    def _submit(self, job) -> None:
+        try:
+            self._require_writer().submit(job)
+        except WeightstatsWarning:
+            raise
+        except RunStoreError:
+            raise
+        except OSError as exc:
+            raise RunStoreError(f"writing to run {self.path!r} failed: {exc}") from exc
+
+    def _write_manifest(self) -> None:
+        _io.atomic_write_json(os.path.join(self.path, "manifest.json"), self.manifest)
+
+    def _over_limit(self, kind: str, nbytes: int) -> str | None:
+        if kind == "snapshot" and self.max_snapshots is not None:
+            if len(self._snapshots) >= self.max_snapshots:
+                return f"max_snapshots={self.max_snapshots}"
+        if self.max_bytes is not None and self._payload + nbytes > self.max_bytes:
+            return f"max_bytes={self.max_bytes}"
+        return None
+
+    def _handle_limit(self, kind: str, nbytes: int) -> bool:
+        """Apply the store's bounds before a write; return False when the write is skipped."""
+        if kind in self._stopped:
+            return False
+        reason = self._over_limit(kind, nbytes)
+        if reason is None:
+            return True
+        policy = self.on_limit
+        if policy == "thin" and kind == "snapshot" and len(self._snapshots) > 1:
+            removed = self._snapshots[1::2]
+            self._snapshots = self._snapshots[0::2]
+            self._stride *= 2
+            self._payload -= sum(size for _, _, size in removed)
+            paths = [p for _, p, _ in removed]
+
+            def thin() -> None:
+                for p in paths:
+                    try:
+                        os.remove(p)
+                    except FileNotFoundError:
+                        pass
+
+            self._submit(thin)
+            if self._over_limit(kind, nbytes) is None:
+                return True
+            reason = self._over_limit(kind, nbytes)
+            policy = "raise"
+        if policy == "raise":
+            raise RunStoreError(
+                f"run {self.path!r} reached {reason} ({self._payload} bytes of tensors in "
+                f"{len(self._snapshots)} snapshots); raise the bound, record less often "
+                "(`every`), or create the store with on_limit='thin' or 'stop'."
+            )
+        warnings.warn(
+            f"run {self.path!r} reached {reason}; no more {kind} data will be written.",
+            WeightstatsWarning,
+            stacklevel=4,
+        )
+        self._stopped.add(kind)
+        return False
+
+    def _finish_shard(self, path: str, tensors, metadata, rows: list[dict]) -> None:
+        """Writer-thread part: write a shard, remember its rows for the next index part."""
+        _io.atomic_save_tensors(path, tensors, metadata, fsync=self._fsync)
+        self._pending_rows.extend(rows)
+
+    def _flush_index(self) -> None:
+        """Writer-thread part: write the pending rows as one Parquet part."""
+        if not self._pending_rows:
+            return
+        rows, self._pending_rows = self._pending_rows, []
+        seq = rows[-1]["seq"]
+        _io.write_index_part(
+            os.path.join(self.path, "index", f"{seq:08d}.parquet"), rows, fsync=self._fsync
+        )
+
+    # ------------------------------------------------------------------ writer API
+    def write_snapshot(self, step: int, tensors: Mapping[str, torch.Tensor], *,
+                       ready: Any = None) -> bool:
+        """Queue a full snapshot of `tensors` (CPU tensors the caller will not modify).
+
+        `ready` is an optional object with ``synchronize()`` (a CUDA event) that the writer
+        thread waits on before reading the tensors. Returns False when the store's bounds
+        made it skip this snapshot.
+        """
+        nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
+        call, self._snap_calls = self._snap_calls, self._snap_calls + 1
+        if call % self._stride:  # thinned: every `stride`-th call is kept
+            return False
+        if not self._handle_limit("snapshot", nbytes) or call % self._stride:
+            return False
+        seq = self._next_seq()
+        rel = os.path.join("snapshots", f"{seq:08d}-step{int(step):010d}.safetensors")
+        path = os.path.join(self.path, rel)
+        self._snapshots.append((int(step), path, nbytes))
+        self._payload += nbytes
+        tensors = dict(tensors)
+
+        def job() -> None:
+            if ready is not None:
+                ready.synchronize()
+            rows = [
+                {"step": int(step), "epoch": None, "tensor": name, "kind": "snapshot",
+                 "shard": rel, "seq": seq, **_io.moment_rows(t)}
+                for name, t in tensors.items()
+            ]
+            meta = {"kind": "snapshot", "step": str(int(step)), "rows": json.dumps(rows)}
+            self._finish_shard(path, tensors, meta, rows)
+
+        self._submit(job)
+        return True
+
+    def write_trajectories(
+        self,
+        steps: np.ndarray,
+        data: Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, tuple, int]],
+        *,
+        ready: Any = None,
+    ) -> bool:
+        """Queue one trajectory shard covering `steps`.
+
+        `data` maps a tensor name to ``(coords (C,), updates (T, C), raw_moments (T, 4) or
+        None, shape, numel)``; raw moments are ``(mean, var, sum c**3, sum c**4)`` rows.
+        Then write the pending index rows as one Parquet part.
+        """
+        steps = np.asarray(steps, dtype=np.int64)
+        nbytes = sum(u.numel() * u.element_size() + c.numel() * 8 for c, u, *_ in data.values())
+        if not self._handle_limit("update", nbytes):
+            return False
+        seq = self._next_seq()
+        rel = os.path.join(
+            "trajectories", f"{seq:08d}-steps{steps[0]:010d}-{steps[-1]:010d}.safetensors"
+        )
+        path = os.path.join(self.path, rel)
+        self._payload += nbytes
+        data = dict(data)
+
+        def job() -> None:
+            if ready is not None:
+                ready.synchronize()
+            tensors: dict[str, torch.Tensor] = {"steps": torch.from_numpy(steps)}
+            shapes = {}
+            rows = []
+            for name, (coords, updates, raw, shape, numel) in data.items():
+                tensors[f"{name}::coords"] = coords.to(torch.int64).contiguous()
+                tensors[f"{name}::updates"] = updates.contiguous()
+                shapes[name] = [list(shape), int(numel)]
+                if raw is not None:
+                    fin = _io.finish_moments(raw.to(torch.float64).numpy(), numel)
+                    tensors[f"{name}::moments"] = torch.from_numpy(np.ascontiguousarray(fin))
+                    rows.extend(_update_rows(name, steps, fin, numel, rel, seq))
+            meta = {"kind": "update", "shapes": json.dumps(shapes)}
+            self._finish_shard(path, tensors, meta, rows)
+            self._flush_index()
+
+        self._submit(job)
+        return True
+
+    def write_latents(self, epoch: int, tensors: Mapping[str, torch.Tensor], *,
+                      step: int | None = None) -> bool:
+        """Queue the latents of one epoch (``mu``, ``logvar`` or ``kappa``, ``z``, ``labels``)."""
+        nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
+        if not self._handle_limit("latent", nbytes):
+            return False
+        seq = self._next_seq()
+        rel = os.path.join("latents", f"{seq:08d}-epoch{int(epoch):06d}.safetensors")
+        path = os.path.join(self.path, rel)
+        self._payload += nbytes
+        tensors = {k: v.contiguous() for k, v in tensors.items()}
+
+        def job() -> None:
+            rows = [
+                {"step": None if step is None else int(step), "epoch": int(epoch), "tensor": k,
+                 "kind": "latent", "shard": rel, "seq": seq, **_io.moment_rows(v)}
+                for k, v in tensors.items()
+            ]
+            meta = {"kind": "latent", "epoch": str(int(epoch)), "rows": json.dumps(rows)}
+            self._finish_shard(path, tensors, meta, rows)
+            self._flush_index()
+
+        self._submit(job)
+        return True
+
+    def set_recorder(self, key: str, settings: Mapping[str, Any]) -> None:
+        """Record a recorder's settings (and model/optimizer summary) in the manifest."""
+        self._require_writer()
+        self.manifest.setdefault("recorders", {})[key] = dict(settings)
+        snapshot = json.loads(json.dumps(self.manifest, default=str))
+        self._submit(lambda: _io.atomic_write_json(
+            os.path.join(self.path, "manifest.json"), snapshot, fsync=self._fsync))
+
+    def flush(self) -> None:
+        """Write every queued shard and the pending index rows; block until done."""
+        writer = self._require_writer()
+        writer.submit(self._flush_index)
+        writer.flush()
+
+    def close(self) -> None:
+        """Flush, write the final manifest (with disk usage) and release the writer lock."""
+        if self.mode == "r" or self._closed:
+            self._closed = True
+            return
+        try:
+            self.flush()
+        finally:
+            assert self._writer is not None
+            self._writer.close()
+            self._closed = True
+        self.manifest["closed"] = True
+        self.manifest["disk_usage_bytes"] = self.disk_usage()
+        self.manifest["disk_usage"] = self.disk_usage(by_kind=True)
+        self._write_manifest()
+        try:
+            os.remove(os.path.join(self.path, "writer.lock"))
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ reading
+    def __repr__(self) -> str:
+        return f"RunStore({self.path!r}, mode={self.mode!r})"
+
+    def disk_usage(self, *, by_kind: bool = False) -> int | dict[str, int]:
+        """Bytes on disk (temporary files included); ``by_kind=True`` gives a dict per folder."""
+        usage: dict[str, int] = {}
+        for sub in ("", "snapshots", "trajectories", "latents", "index"):
+            folder = os.path.join(self.path, sub)
+            total = 0
+            for entry in os.scandir(folder):
+                if entry.is_file():
+                    try:
+                        total += entry.stat().st_size
+                    except FileNotFoundError:  # removed by thinning meanwhile
+                        pass
+            usage[sub or "manifest"] = total
+        return usage if by_kind else sum(usage.values())
+
+    def _list(self, sub: str) -> list[str]:
+        folder = os.path.join(self.path, sub)
+        names = [e.name for e in os.scandir(folder) if not e.name.startswith(".")]
+        return sorted(names, key=_seq_of)
+
+    def frame(self) -> pd.DataFrame:
+        """The tidy index: one row per (step or epoch, tensor, kind).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``step`` (Int64; NA for latents recorded without a step), ``epoch`` (Int64;
+            NA except for latents), ``tensor``, ``kind`` (``'snapshot'``: the weights at
+            ``step``; ``'update'``: the update made by step ``step``, over the whole tensor;
+            ``'latent'``), ``numel``, ``mean``, ``var`` (1/n), ``skewness``, ``kurtosis``
+            (excess, Fisher; both as ``scipy.stats.skew``/``kurtosis`` with ``bias=True``),
+            ``shard`` (file relative to the run) and ``seq`` (write order).
+        """
+        parts = []
+        for name in self._list("index"):
+            try:
+                parts.append(pq.read_table(os.path.join(self.path, "index", name)).to_pandas())
+            except FileNotFoundError:  # pragma: no cover - removed meanwhile
+                continue
+            except Exception as exc:
+                raise RunStoreError(f"index part {name!r} of {self.path!r} is unreadable: {exc}")
+        covered = set()
+        for p in parts:
+            covered.update(p["shard"].unique())
+        present = set()
+        orphans = []
+        for sub in ("snapshots", "trajectories", "latents"):
+            for name in self._list(sub):
+                rel = os.path.join(sub, name)
+                present.add(rel)
+                if rel not in covered:
+                    orphans.extend(self._rows_from_shard(rel))
+        if orphans:
+            parts.append(pd.DataFrame(orphans))
+        if not parts:
+            df = pd.DataFrame({c: [] for c in INDEX_COLUMNS})
+        else:
+            df = pd.concat([p.reindex(columns=list(INDEX_COLUMNS)) for p in parts],
+                           ignore_index=True)
+        df = df[df["shard"].isin(present)]
+        df = df.sort_values("seq", kind="stable")
+        df = df.drop_duplicates(subset=["step", "epoch", "tensor", "kind"], keep="last")
+        for c in ("step", "epoch"):
+            df[c] = df[c].astype("Int64")
+        df["numel"] = df["numel"].astype("int64")
+        df["seq"] = df["seq"].astype("int64")
+        for c in ("mean", "var", "skewness", "kurtosis"):
+            df[c] = df[c].astype("float64")
+        df["tensor"] = df["tensor"].astype(object)
+        df["kind"] = df["kind"].astype(object)
+        order = {"snapshot": 0, "update": 1, "latent": 2}
+        df = df.assign(_k=df["kind"].map(order)).sort_values(
+            ["_k", "step", "epoch", "seq"], kind="stable", na_position="first"
+        )
+        return df.drop(columns="_k").reset_index(drop=True)
+
+    def _rows_from_shard(self, rel: str) -> list[dict]:
+        path = os.path.join(self.path, rel)
+        try:
+            with safe_open(path, framework="pt") as fh:
+                meta = fh.metadata() or {}
+                if meta.get("kind") != "update":
+                    return json.loads(meta.get("rows", "[]"))
+                shapes = json.loads(meta.get("shapes", "{}"))
+                steps = fh.get_tensor("steps").numpy()
+                seq = _seq_of(os.path.basename(rel))
+                rows = []
+                for name, (_, numel) in shapes.items():
+                    key = f"{name}::moments"
+                    if key in fh.keys():
+                        rows.extend(_update_rows(name, steps, fh.get_tensor(key).numpy(),
+                                                 numel, rel, seq))
+                return rows
+        except FileNotFoundError:
+            return []
+        except Exception as exc:
+            raise RunStoreError(f"shard {rel!r} of {self.path!r} is unreadable: {exc}") from None
+
+    def snapshot_steps(self) -> list[int]:
+        """Sorted steps that have a full snapshot (0 is the initialisation)."""
+        df = self.frame()
+        return sorted(int(s) for s in df.loc[df["kind"] == "snapshot", "step"].unique())
+
+    def _snapshot_shard(self, step: int) -> str:
+        df = self.frame()
+        hit = df[(df["kind"] == "snapshot") & (df["step"] == step)]
+        if hit.empty:
+            steps = self.snapshot_steps()
+            shown = ", ".join(map(str, steps[:5] + (["..."] if len(steps) > 10 else [])
+                                  + steps[-5:] if len(steps) > 10 else steps))
+            raise InputDataError(
+                f"`step`={step} has no snapshot in {self.path!r}; recorded steps: "
+                f"{shown or 'none'}."
+            )
+        return os.path.join(self.path, hit["shard"].iloc[-1])
+
+    def snapshot(self, step: int) -> dict[str, torch.Tensor]:
+        """All tensors of the snapshot at `step`, in the stored dtype, in model order."""
+        path = self._snapshot_shard(int(step))
+        try:
+            with safe_open(path, framework="pt") as fh:
+                rows = json.loads((fh.metadata() or {}).get("rows", "[]"))
+                names = [r["tensor"] for r in rows] or list(fh.keys())
+                return {n: fh.get_tensor(n) for n in names}
+        except FileNotFoundError:
+            raise RunStoreError(
+                f"snapshot at step {step} was removed (thinned) after the index was read."
+            ) from None
+
+    def tensor(self, name: str, step: int) -> torch.Tensor:
+        """One tensor of the snapshot at `step` (reads only that tensor)."""
+        path = self._snapshot_shard(int(step))
+        with safe_open(path, framework="pt") as fh:
+            if name not in fh.keys():
+                raise InputDataError(
+                    f"`name`={name!r} is not in the snapshot at step {step}; tensors: "
+                    f"{sorted(fh.keys())}."
+                )
+            return fh.get_tensor(name)
+
+    def tensor_names(self) -> list[str]:
+        """Names of the recorded weight tensors, in model order."""
+        rec = self.manifest.get("recorders", {}).get("weights", {})
+        names = [t["name"] for t in rec.get("tensors", [])]
+        if names:
+            return names
+        df = self.frame()
+        return list(dict.fromkeys(df.loc[df["kind"] != "latent", "tensor"]))
+
+    def trajectories(self, name: str) -> Trajectories:
+        """The per-step updates of the sampled coordinates of tensor `name` (see
+        :class:`Trajectories`), concatenated over all flushed shards."""
+        steps, updates, coords, shape = [], [], None, ()
+        for fname in self._list("trajectories"):
+            path = os.path.join(self.path, "trajectories", fname)
+            try:
+                with safe_open(path, framework="pt") as fh:
+                    key = f"{name}::updates"
+                    if key not in fh.keys():
+                        continue
+                    c = fh.get_tensor(f"{name}::coords").numpy()
+                    if coords is not None and not np.array_equal(c, coords):
+                        raise RunStoreError(
+                            f"tensor {name!r} was sampled at different coordinates in "
+                            f"{fname!r} (the run was resumed with other `coords` or seed)."
+                        )
+                    coords = c
+                    shape = tuple(json.loads(fh.metadata()["shapes"])[name][0])
+                    steps.append(fh.get_tensor("steps").numpy())
+                    updates.append(fh.get_tensor(key).numpy())
+            except FileNotFoundError:  # pragma: no cover
+                continue
+        if coords is None:
+            known = self.tensor_names()
+            raise InputDataError(
+                f"`name`={name!r} has no recorded trajectories in {self.path!r}; "
+                f"tensors: {known}."
+            )
+        s = np.concatenate(steps)
+        u = np.concatenate(updates, axis=0)
+        # a resumed run may re-record steps: keep the last write of each step
+        _, last = np.unique(s[::-1], return_index=True)
+        keep = np.sort(len(s) - 1 - last)
+        s, u = s[keep], u[keep]
+        order = np.argsort(s, kind="stable")
+        return Trajectories(name, s[order], coords, u[order], shape)
+
+    def update_moments(self, name: str) -> pd.DataFrame:
+        """Per-step moments of the update of the whole tensor `name`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``step, numel, mean, var, skewness, kurtosis`` (see :meth:`frame`).
+        """
+        df = self.frame()
+        sel = df[(df["kind"] == "update") & (df["tensor"] == name)]
+        if sel.empty:
+            raise InputDataError(
+                f"`name`={name!r} has no recorded update moments in {self.path!r}; "
+                f"tensors: {self.tensor_names()}."
+            )
+        out = sel[["step", "numel", "mean", "var", "skewness", "kurtosis"]]
+        out = out.assign(step=out["step"].astype("int64"))
+        return out.sort_values("step").reset_index(drop=True)
+
+    def latent_epochs(self) -> list[int]:
+        """Sorted epochs with recorded latents."""
+        df = self.frame()
+        return sorted(int(e) for e in df.loc[df["kind"] == "latent", "epoch"].unique())
+
+    def latents(self, epoch: int) -> dict[str, torch.Tensor]:
+        """The latents recorded at `epoch`: ``mu``, ``logvar`` or ``kappa``, ``z``, ``labels``
+        (whichever were recorded; names follow the LatentRecorder's `outputs`)."""
+        df = self.frame()
+        hit = df[(df["kind"] == "latent") & (df["epoch"] == int(epoch))]
+        if hit.empty:
+            raise InputDataError(
+                f"`epoch`={epoch} has no latents in {self.path!r}; epochs: {self.latent_epochs()}."
+            )
+        path = os.path.join(self.path, hit["shard"].iloc[-1])
+        with safe_open(path, framework="pt") as fh:
+            names = [r["tensor"] for r in json.loads(fh.metadata().get("rows", "[]"))]
+            return {n: fh.get_tensor(n) for n in names or fh.keys()}
+
+
+def _update_rows(name: str, steps: np.ndarray, fin: np.ndarray, numel: int, rel: str,
+                 seq: int) -> list[dict]:
+    return [
+        {"step": int(s), "epoch": None, "tensor": name, "kind": "update", "numel": int(numel),
+         "mean": float(m[0]), "var": float(m[1]), "skewness": float(m[2]),
+         "kurtosis": float(m[3]), "shard": rel, "seq": seq}
+        for s, m in zip(steps, fin)
+    ]
