@@ -9,4 +9,4 @@ from __future__ import annotations
 from .hooks import LatentRecorder, WeightRecorder, unwatch, watch
 from .store import RunStore, Trajectories
 
-__all__ = ["WeightRecorder", "LatentRecorder", "watch", "unwatch", "RunStore", "Trajectories"]
+__all__ = ["LatentRecorder", "RunStore", "Trajectories", "WeightRecorder", "unwatch", "watch"]

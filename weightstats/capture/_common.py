@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
 from ..errors import InputDataError
 
-__all__ = ["is_writer_rank", "to_host", "select_parameters", "jsonable"]
+__all__ = ["is_writer_rank", "jsonable", "select_parameters", "to_host"]
 
 
 def is_writer_rank() -> bool:

@@ -14,7 +14,8 @@ import json
 import os
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,15 +24,16 @@ import torch
 from safetensors.torch import save as _st_save
 
 __all__ = [
+    "INDEX_COLUMNS",
     "TMP_MARKER",
-    "atomic_write_bytes",
+    "BackgroundWriter",
     "atomic_save_tensors",
+    "atomic_write_bytes",
     "atomic_write_json",
-    "write_index_part",
     "moment_rows",
     "raw_moments",
-    "BackgroundWriter",
-    "INDEX_COLUMNS",
+    "update_rows",
+    "write_index_part",
 ]
 
 TMP_MARKER = ".tmp-"
@@ -203,3 +205,13 @@ class BackgroundWriter:
             self._thread.join()
         self._queue = None
         self._raise_pending()
+
+
+def update_rows(name: str, steps: np.ndarray, fin: np.ndarray, numel: int, rel: str,
+                 seq: int) -> list[dict]:
+    return [
+        {"step": int(s), "epoch": None, "tensor": name, "kind": "update", "numel": int(numel),
+         "mean": float(m[0]), "var": float(m[1]), "skewness": float(m[2]),
+         "kurtosis": float(m[3]), "shard": rel, "seq": seq}
+        for s, m in zip(steps, fin)
+    ]

@@ -33,7 +33,8 @@ from __future__ import annotations
 import os
 import warnings
 import weakref
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ from ._io import raw_moments
 from .latent import LatentRecorder
 from .store import STORE_DTYPES, RunStore
 
-__all__ = ["WeightRecorder", "LatentRecorder", "watch", "unwatch"]
+__all__ = ["LatentRecorder", "WeightRecorder", "unwatch", "watch"]
 
 _SMALL = (torch.float16, torch.bfloat16)
 
@@ -52,8 +53,19 @@ _SMALL = (torch.float16, torch.bfloat16)
 class _Tracked:
     """Per-parameter state: weak reference, sampled coordinates and the device buffers."""
 
-    __slots__ = ("name", "ref", "shape", "numel", "coords", "prev", "delta", "scratch",
-                 "upd", "mom", "wdtype")
+    __slots__ = (
+        "coords",
+        "delta",
+        "mom",
+        "name",
+        "numel",
+        "prev",
+        "ref",
+        "scratch",
+        "shape",
+        "upd",
+        "wdtype",
+    )
 
     def __init__(self, name: str, param: torch.Tensor, coords: torch.Tensor, *,
                  moments: bool, flush_every: int) -> None:
@@ -274,7 +286,6 @@ class WeightRecorder:
                     t.prev.copy_(p)
                 else:
                     t.prev.copy_(p.reshape(-1).index_select(0, t.coords))
-        return None
 
     def _post_step(self, optimizer, args, kwargs) -> None:
         row = self._row
@@ -295,7 +306,6 @@ class WeightRecorder:
             self._flush_trajectories()
         if self.step % self.every == 0:
             self._snapshot()
-        return None
 
     def _snapshot(self) -> None:
         tensors, events = {}, []
@@ -361,7 +371,7 @@ class WeightRecorder:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> "WeightRecorder":
+    def __enter__(self) -> WeightRecorder:
         return self
 
     def __exit__(self, *exc) -> None:

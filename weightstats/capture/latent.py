@@ -27,7 +27,8 @@ from __future__ import annotations
 import contextlib
 import os
 import weakref
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -35,7 +36,7 @@ from ..errors import InputDataError
 from ._common import is_writer_rank
 from .store import RunStore
 
-__all__ = ["LatentRecorder", "DEFAULT_NAMES"]
+__all__ = ["DEFAULT_NAMES", "LatentRecorder"]
 
 DEFAULT_NAMES = ("mu", "logvar", "z")
 
@@ -163,7 +164,6 @@ class LatentRecorder:
     def _hook(self, module, inputs, output) -> None:
         if self._capture is not None:
             self._capture.append(self._detach(_name_outputs(output, self.outputs)))
-        return None
 
     @staticmethod
     def _detach(named: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -175,7 +175,7 @@ class LatentRecorder:
         self._labels.append(torch.as_tensor(labels).detach().to("cpu", copy=True))
 
     @contextlib.contextmanager
-    def epoch(self, epoch: int, *, step: int | None = None) -> Iterator["LatentRecorder"]:
+    def epoch(self, epoch: int, *, step: int | None = None) -> Iterator[LatentRecorder]:
         """Capture every forward of the encoder inside the block as the latents of `epoch`
         (only when `epoch` is a multiple of `every_epoch`)."""
         if self._closed or epoch % self.every_epoch:
@@ -284,7 +284,7 @@ class LatentRecorder:
         else:
             self.store.flush()
 
-    def __enter__(self) -> "LatentRecorder":
+    def __enter__(self) -> LatentRecorder:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -26,10 +26,9 @@ import datetime as _dt
 import json
 import os
 import platform
-import re
-import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,18 +36,18 @@ import pyarrow.parquet as pq
 import torch
 from safetensors import safe_open
 
-from ..errors import InputDataError, RunStoreError, WeightstatsWarning
+from ..errors import InputDataError, RunStoreError
 from . import _io
-from ._io import INDEX_COLUMNS, TMP_MARKER, BackgroundWriter
+from ._io import INDEX_COLUMNS, update_rows
+from ._writer import StoreWriterMixin, seq_of
 
-__all__ = ["RunStore", "Trajectories", "STORE_DTYPES", "ON_LIMIT"]
+__all__ = ["ON_LIMIT", "STORE_DTYPES", "RunStore", "Trajectories"]
 
 FORMAT = "weightstats-run"
 FORMAT_VERSION = 1
 STORE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 ON_LIMIT = frozenset({"raise", "thin", "stop"})
 _KIND_DIRS = {"snapshot": "snapshots", "update": "trajectories", "latent": "latents"}
-_SEQ_RE = re.compile(r"^(\d{8})-")
 
 
 @dataclass(frozen=True, repr=False)
@@ -88,21 +87,6 @@ class Trajectories:
         return int(self.steps.size)
 
 
-def _seq_of(name: str) -> int:
-    m = _SEQ_RE.match(name)
-    return int(m.group(1)) if m else -1
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _versions() -> dict[str, str]:
     import safetensors
 
@@ -121,7 +105,7 @@ def _versions() -> dict[str, str]:
     }
 
 
-class RunStore:
+class RunStore(StoreWriterMixin):
     """A recorded training run on disk: read it, or append to it.
 
     Use :meth:`create` to start a run, :meth:`open` to read one (``mode="r"``, safe while
@@ -149,25 +133,13 @@ class RunStore:
         self.path = os.fspath(path)
         self.mode = mode
         self.manifest = manifest
-        self._writer: BackgroundWriter | None = None
+        self._writer = None
         self._closed = False
+        self.dtype = manifest.get("store", {}).get("dtype", "float32")
         if mode != "r":
             opts = _writer_opts or {}
-            self._fsync = bool(opts.get("fsync", False))
-            st = manifest["store"]
-            self.dtype = st["dtype"]
-            self.max_snapshots = st["max_snapshots"]
-            self.max_bytes = st["max_bytes"]
-            self.on_limit = st["on_limit"]
-            self._seq = self._max_seq() + 1
-            self._pending_rows: list[dict] = []  # rows of shards written since the last index part
-            self._snapshots: list[tuple[int, str, int]] = []  # (step, path, bytes) kept on disk
-            self._payload = 0
-            self._scan_payload()
-            self._snap_calls = 0
-            self._stride = 1
-            self._stopped: set[str] = set()
-            self._writer = BackgroundWriter(threaded=bool(opts.get("background", True)))
+            self._init_writer(background=bool(opts.get("background", True)),
+                              fsync=bool(opts.get("fsync", False)))
 
     @classmethod
     def create(
@@ -181,7 +153,7 @@ class RunStore:
         background: bool = True,
         fsync: bool = False,
         metadata: Mapping[str, Any] | None = None,
-    ) -> "RunStore":
+    ) -> RunStore:
         """Create a new run directory and open it for appending.
 
         Parameters
@@ -255,7 +227,7 @@ class RunStore:
     def open(
         cls, path: str | os.PathLike, *, mode: str = "r", background: bool = True,
         fsync: bool = False,
-    ) -> "RunStore":
+    ) -> RunStore:
         """Open an existing run: ``mode='r'`` to read (also while it is being written),
         ``mode='a'`` to continue writing after a crash or a restart."""
         path = os.fspath(path)
@@ -288,288 +260,6 @@ class RunStore:
             store._write_manifest()
         return store
 
-    # ------------------------------------------------------------------ writer internals
-    def _lock(self) -> None:
-        lock = os.path.join(self.path, "writer.lock")
-        try:
-            with open(lock, encoding="utf-8") as fh:
-                pid = int(fh.read().strip() or 0)
-        except (FileNotFoundError, ValueError):
-            pid = 0
-        if pid and pid != os.getpid() and _pid_alive(pid):
-            raise RunStoreError(
-                f"run {self.path!r} is being written by process {pid}; open it with mode='r' "
-                "to read, or stop that process first."
-            )
-        _io.atomic_write_bytes(lock, str(os.getpid()).encode())
-        self.manifest.setdefault("sessions", []).append(
-            {"pid": os.getpid(), "opened": _dt.datetime.now(_dt.timezone.utc).isoformat()}
-        )
-
-    def _remove_stale_tmp(self) -> None:
-        for sub in ("", "snapshots", "trajectories", "latents", "index"):
-            folder = os.path.join(self.path, sub)
-            for entry in os.scandir(folder):
-                if TMP_MARKER in entry.name and entry.name.startswith("."):
-                    os.remove(entry.path)
-
-    def _max_seq(self) -> int:
-        best = -1
-        for sub in ("snapshots", "trajectories", "latents", "index"):
-            folder = os.path.join(self.path, sub)
-            if os.path.isdir(folder):
-                for entry in os.scandir(folder):
-                    best = max(best, _seq_of(entry.name))
-        return best
-
-    def _scan_payload(self) -> None:
-        for sub in ("snapshots", "trajectories", "latents"):
-            for entry in sorted(os.scandir(os.path.join(self.path, sub)), key=lambda e: e.name):
-                if entry.name.startswith("."):
-                    continue
-                size = entry.stat().st_size
-                self._payload += size
-                if sub == "snapshots":
-                    step = int(entry.name.split("step")[1].split(".")[0])
-                    self._snapshots.append((step, entry.path, size))
-
-    def _next_seq(self) -> int:
-        seq, self._seq = self._seq, self._seq + 1
-        return seq
-
-    def _require_writer(self) -> BackgroundWriter:
-        if self.mode == "r":
-            raise RunStoreError(
-                f"run {self.path!r} is open read-only; use RunStore.open(path, mode='a')."
-            )
-        if self._closed or self._writer is None:
-            raise RunStoreError(f"run {self.path!r} is closed.")
-        return self._writer
-
-    def _submit(self, job) -> None:
-        try:
-            self._require_writer().submit(job)
-        except WeightstatsWarning:
-            raise
-        except RunStoreError:
-            raise
-        except OSError as exc:
-            raise RunStoreError(f"writing to run {self.path!r} failed: {exc}") from exc
-
-    def _write_manifest(self) -> None:
-        _io.atomic_write_json(os.path.join(self.path, "manifest.json"), self.manifest)
-
-    def _over_limit(self, kind: str, nbytes: int) -> str | None:
-        if kind == "snapshot" and self.max_snapshots is not None:
-            if len(self._snapshots) >= self.max_snapshots:
-                return f"max_snapshots={self.max_snapshots}"
-        if self.max_bytes is not None and self._payload + nbytes > self.max_bytes:
-            return f"max_bytes={self.max_bytes}"
-        return None
-
-    def _handle_limit(self, kind: str, nbytes: int) -> bool:
-        """Apply the store's bounds before a write; return False when the write is skipped."""
-        if kind in self._stopped:
-            return False
-        reason = self._over_limit(kind, nbytes)
-        if reason is None:
-            return True
-        policy = self.on_limit
-        if policy == "thin" and kind == "snapshot" and len(self._snapshots) > 1:
-            removed = self._snapshots[1::2]
-            self._snapshots = self._snapshots[0::2]
-            self._stride *= 2
-            self._payload -= sum(size for _, _, size in removed)
-            paths = [p for _, p, _ in removed]
-
-            def thin() -> None:
-                for p in paths:
-                    try:
-                        os.remove(p)
-                    except FileNotFoundError:
-                        pass
-
-            self._submit(thin)
-            if self._over_limit(kind, nbytes) is None:
-                return True
-            reason = self._over_limit(kind, nbytes)
-            policy = "raise"
-        if policy == "raise":
-            raise RunStoreError(
-                f"run {self.path!r} reached {reason} ({self._payload} bytes of tensors in "
-                f"{len(self._snapshots)} snapshots); raise the bound, record less often "
-                "(`every`), or create the store with on_limit='thin' or 'stop'."
-            )
-        warnings.warn(
-            f"run {self.path!r} reached {reason}; no more {kind} data will be written.",
-            WeightstatsWarning,
-            stacklevel=4,
-        )
-        self._stopped.add(kind)
-        return False
-
-    def _finish_shard(self, path: str, tensors, metadata, rows: list[dict]) -> None:
-        """Writer-thread part: write a shard, remember its rows for the next index part."""
-        _io.atomic_save_tensors(path, tensors, metadata, fsync=self._fsync)
-        self._pending_rows.extend(rows)
-
-    def _flush_index(self) -> None:
-        """Writer-thread part: write the pending rows as one Parquet part."""
-        if not self._pending_rows:
-            return
-        rows, self._pending_rows = self._pending_rows, []
-        seq = rows[-1]["seq"]
-        _io.write_index_part(
-            os.path.join(self.path, "index", f"{seq:08d}.parquet"), rows, fsync=self._fsync
-        )
-
-    # ------------------------------------------------------------------ writer API
-    def write_snapshot(self, step: int, tensors: Mapping[str, torch.Tensor], *,
-                       ready: Any = None) -> bool:
-        """Queue a full snapshot of `tensors` (CPU tensors the caller will not modify).
-
-        `ready` is an optional object with ``synchronize()`` (a CUDA event) that the writer
-        thread waits on before reading the tensors. Returns False when the store's bounds
-        made it skip this snapshot.
-        """
-        nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
-        call, self._snap_calls = self._snap_calls, self._snap_calls + 1
-        if call % self._stride:  # thinned: every `stride`-th call is kept
-            return False
-        if not self._handle_limit("snapshot", nbytes) or call % self._stride:
-            return False
-        seq = self._next_seq()
-        rel = os.path.join("snapshots", f"{seq:08d}-step{int(step):010d}.safetensors")
-        path = os.path.join(self.path, rel)
-        self._snapshots.append((int(step), path, nbytes))
-        self._payload += nbytes
-        tensors = dict(tensors)
-
-        def job() -> None:
-            if ready is not None:
-                ready.synchronize()
-            rows = [
-                {"step": int(step), "epoch": None, "tensor": name, "kind": "snapshot",
-                 "shard": rel, "seq": seq, **_io.moment_rows(t)}
-                for name, t in tensors.items()
-            ]
-            meta = {"kind": "snapshot", "step": str(int(step)), "rows": json.dumps(rows)}
-            self._finish_shard(path, tensors, meta, rows)
-
-        self._submit(job)
-        return True
-
-    def write_trajectories(
-        self,
-        steps: np.ndarray,
-        data: Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, tuple, int]],
-        *,
-        ready: Any = None,
-    ) -> bool:
-        """Queue one trajectory shard covering `steps`.
-
-        `data` maps a tensor name to ``(coords (C,), updates (T, C), raw_moments (T, 4) or
-        None, shape, numel)``; raw moments are ``(mean, var, sum c**3, sum c**4)`` rows.
-        Then write the pending index rows as one Parquet part.
-        """
-        steps = np.asarray(steps, dtype=np.int64)
-        nbytes = sum(u.numel() * u.element_size() + c.numel() * 8 for c, u, *_ in data.values())
-        if not self._handle_limit("update", nbytes):
-            return False
-        seq = self._next_seq()
-        rel = os.path.join(
-            "trajectories", f"{seq:08d}-steps{steps[0]:010d}-{steps[-1]:010d}.safetensors"
-        )
-        path = os.path.join(self.path, rel)
-        self._payload += nbytes
-        data = dict(data)
-
-        def job() -> None:
-            if ready is not None:
-                ready.synchronize()
-            tensors: dict[str, torch.Tensor] = {"steps": torch.from_numpy(steps)}
-            shapes = {}
-            rows = []
-            for name, (coords, updates, raw, shape, numel) in data.items():
-                tensors[f"{name}::coords"] = coords.to(torch.int64).contiguous()
-                tensors[f"{name}::updates"] = updates.contiguous()
-                shapes[name] = [list(shape), int(numel)]
-                if raw is not None:
-                    fin = _io.finish_moments(raw.to(torch.float64).numpy(), numel)
-                    tensors[f"{name}::moments"] = torch.from_numpy(np.ascontiguousarray(fin))
-                    rows.extend(_update_rows(name, steps, fin, numel, rel, seq))
-            meta = {"kind": "update", "shapes": json.dumps(shapes)}
-            self._finish_shard(path, tensors, meta, rows)
-            self._flush_index()
-
-        self._submit(job)
-        return True
-
-    def write_latents(self, epoch: int, tensors: Mapping[str, torch.Tensor], *,
-                      step: int | None = None) -> bool:
-        """Queue the latents of one epoch (``mu``, ``logvar`` or ``kappa``, ``z``, ``labels``)."""
-        nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
-        if not self._handle_limit("latent", nbytes):
-            return False
-        seq = self._next_seq()
-        rel = os.path.join("latents", f"{seq:08d}-epoch{int(epoch):06d}.safetensors")
-        path = os.path.join(self.path, rel)
-        self._payload += nbytes
-        tensors = {k: v.contiguous() for k, v in tensors.items()}
-
-        def job() -> None:
-            rows = [
-                {"step": None if step is None else int(step), "epoch": int(epoch), "tensor": k,
-                 "kind": "latent", "shard": rel, "seq": seq, **_io.moment_rows(v)}
-                for k, v in tensors.items()
-            ]
-            meta = {"kind": "latent", "epoch": str(int(epoch)), "rows": json.dumps(rows)}
-            self._finish_shard(path, tensors, meta, rows)
-            self._flush_index()
-
-        self._submit(job)
-        return True
-
-    def set_recorder(self, key: str, settings: Mapping[str, Any]) -> None:
-        """Record a recorder's settings (and model/optimizer summary) in the manifest."""
-        self._require_writer()
-        self.manifest.setdefault("recorders", {})[key] = dict(settings)
-        snapshot = json.loads(json.dumps(self.manifest, default=str))
-        self._submit(lambda: _io.atomic_write_json(
-            os.path.join(self.path, "manifest.json"), snapshot, fsync=self._fsync))
-
-    def flush(self) -> None:
-        """Write every queued shard and the pending index rows; block until done."""
-        writer = self._require_writer()
-        writer.submit(self._flush_index)
-        writer.flush()
-
-    def close(self) -> None:
-        """Flush, write the final manifest (with disk usage) and release the writer lock."""
-        if self.mode == "r" or self._closed:
-            self._closed = True
-            return
-        try:
-            self.flush()
-        finally:
-            assert self._writer is not None
-            self._writer.close()
-            self._closed = True
-        self.manifest["closed"] = True
-        self.manifest["disk_usage_bytes"] = self.disk_usage()
-        self.manifest["disk_usage"] = self.disk_usage(by_kind=True)
-        self._write_manifest()
-        try:
-            os.remove(os.path.join(self.path, "writer.lock"))
-        except FileNotFoundError:
-            pass
-
-    def __enter__(self) -> "RunStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ reading
     def __repr__(self) -> str:
         return f"RunStore({self.path!r}, mode={self.mode!r})"
@@ -592,7 +282,7 @@ class RunStore:
     def _list(self, sub: str) -> list[str]:
         folder = os.path.join(self.path, sub)
         names = [e.name for e in os.scandir(folder) if not e.name.startswith(".")]
-        return sorted(names, key=_seq_of)
+        return sorted(names, key=seq_of)
 
     def frame(self) -> pd.DataFrame:
         """The tidy index: one row per (step or epoch, tensor, kind).
@@ -659,12 +349,12 @@ class RunStore:
                     return json.loads(meta.get("rows", "[]"))
                 shapes = json.loads(meta.get("shapes", "{}"))
                 steps = fh.get_tensor("steps").numpy()
-                seq = _seq_of(os.path.basename(rel))
+                seq = seq_of(os.path.basename(rel))
                 rows = []
                 for name, (_, numel) in shapes.items():
                     key = f"{name}::moments"
                     if key in fh.keys():
-                        rows.extend(_update_rows(name, steps, fh.get_tensor(key).numpy(),
+                        rows.extend(update_rows(name, steps, fh.get_tensor(key).numpy(),
                                                  numel, rel, seq))
                 return rows
         except FileNotFoundError:
@@ -799,12 +489,3 @@ class RunStore:
             names = [r["tensor"] for r in json.loads(fh.metadata().get("rows", "[]"))]
             return {n: fh.get_tensor(n) for n in names or fh.keys()}
 
-
-def _update_rows(name: str, steps: np.ndarray, fin: np.ndarray, numel: int, rel: str,
-                 seq: int) -> list[dict]:
-    return [
-        {"step": int(s), "epoch": None, "tensor": name, "kind": "update", "numel": int(numel),
-         "mean": float(m[0]), "var": float(m[1]), "skewness": float(m[2]),
-         "kurtosis": float(m[3]), "shard": rel, "seq": seq}
-        for s, m in zip(steps, fin)
-    ]

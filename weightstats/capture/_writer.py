@@ -1,0 +1,351 @@
+"""The writing half of :class:`~weightstats.capture.store.RunStore`: queued, atomic appends.
+
+Every write is queued on one background thread (see :class:`~weightstats.capture._io.BackgroundWriter`)
+in ``seq`` order: shard first (temporary file + rename), then, at each flush, one Parquet index
+part with the rows of the shards written since the previous part. The store's bounds
+(``max_snapshots``, ``max_bytes``, ``on_limit``) are applied here, on the training thread,
+before anything is queued.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import RunStoreError, WeightstatsWarning
+from . import _io
+from ._io import TMP_MARKER, BackgroundWriter, update_rows
+
+__all__ = ["StoreWriterMixin"]
+
+_SEQ_PREFIX_LEN = 8
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def seq_of(name: str) -> int:
+    """The write sequence number a store file name starts with (-1 if none)."""
+    head = name[:_SEQ_PREFIX_LEN]
+    return int(head) if len(name) > _SEQ_PREFIX_LEN and head.isdigit() and name[8] == "-" else -1
+
+
+class StoreWriterMixin:
+    """Writer methods of RunStore (``path``, ``mode``, ``manifest`` are set by RunStore)."""
+
+    path: str
+    mode: str
+    manifest: dict
+
+    def _init_writer(self, *, background: bool, fsync: bool) -> None:
+        self._fsync = fsync
+        st = self.manifest["store"]
+        self.max_snapshots = st["max_snapshots"]
+        self.max_bytes = st["max_bytes"]
+        self.on_limit = st["on_limit"]
+        self._seq = self._max_seq() + 1
+        self._pending_rows: list[dict] = []  # rows of shards written since the last index part
+        self._snapshots: list[tuple[int, str, int]] = []  # (step, path, bytes) kept on disk
+        self._payload = 0
+        self._scan_payload()
+        self._snap_calls = 0
+        self._stride = 1
+        self._stopped: set[str] = set()
+        self._writer = BackgroundWriter(threaded=background)
+
+    # ------------------------------------------------------------------ writer internals
+    def _lock(self) -> None:
+        lock = os.path.join(self.path, "writer.lock")
+        try:
+            with open(lock, encoding="utf-8") as fh:
+                pid = int(fh.read().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            pid = 0
+        if pid and pid != os.getpid() and _pid_alive(pid):
+            raise RunStoreError(
+                f"run {self.path!r} is being written by process {pid}; open it with mode='r' "
+                "to read, or stop that process first."
+            )
+        _io.atomic_write_bytes(lock, str(os.getpid()).encode())
+        self.manifest.setdefault("sessions", []).append(
+            {"pid": os.getpid(), "opened": _dt.datetime.now(_dt.timezone.utc).isoformat()}
+        )
+
+    def _remove_stale_tmp(self) -> None:
+        for sub in ("", "snapshots", "trajectories", "latents", "index"):
+            folder = os.path.join(self.path, sub)
+            for entry in os.scandir(folder):
+                if TMP_MARKER in entry.name and entry.name.startswith("."):
+                    os.remove(entry.path)
+
+    def _max_seq(self) -> int:
+        best = -1
+        for sub in ("snapshots", "trajectories", "latents", "index"):
+            folder = os.path.join(self.path, sub)
+            if os.path.isdir(folder):
+                for entry in os.scandir(folder):
+                    best = max(best, seq_of(entry.name))
+        return best
+
+    def _scan_payload(self) -> None:
+        for sub in ("snapshots", "trajectories", "latents"):
+            for entry in sorted(os.scandir(os.path.join(self.path, sub)), key=lambda e: e.name):
+                if entry.name.startswith("."):
+                    continue
+                size = entry.stat().st_size
+                self._payload += size
+                if sub == "snapshots":
+                    step = int(entry.name.split("step")[1].split(".")[0])
+                    self._snapshots.append((step, entry.path, size))
+
+    def _next_seq(self) -> int:
+        seq, self._seq = self._seq, self._seq + 1
+        return seq
+
+    def _require_writer(self) -> BackgroundWriter:
+        if self.mode == "r":
+            raise RunStoreError(
+                f"run {self.path!r} is open read-only; use RunStore.open(path, mode='a')."
+            )
+        if self._closed or self._writer is None:
+            raise RunStoreError(f"run {self.path!r} is closed.")
+        return self._writer
+
+    def _submit(self, job) -> None:
+        try:
+            self._require_writer().submit(job)
+        except WeightstatsWarning:
+            raise
+        except RunStoreError:
+            raise
+        except OSError as exc:
+            raise RunStoreError(f"writing to run {self.path!r} failed: {exc}") from exc
+
+    def _write_manifest(self) -> None:
+        _io.atomic_write_json(os.path.join(self.path, "manifest.json"), self.manifest)
+
+    def _over_limit(self, kind: str, nbytes: int) -> str | None:
+        if kind == "snapshot" and self.max_snapshots is not None:
+            if len(self._snapshots) >= self.max_snapshots:
+                return f"max_snapshots={self.max_snapshots}"
+        if self.max_bytes is not None and self._payload + nbytes > self.max_bytes:
+            return f"max_bytes={self.max_bytes}"
+        return None
+
+    def _handle_limit(self, kind: str, nbytes: int) -> bool:
+        """Apply the store's bounds before a write; return False when the write is skipped."""
+        if kind in self._stopped:
+            return False
+        reason = self._over_limit(kind, nbytes)
+        if reason is None:
+            return True
+        policy = self.on_limit
+        if policy == "thin" and kind == "snapshot" and len(self._snapshots) > 1:
+            removed = self._snapshots[1::2]
+            self._snapshots = self._snapshots[0::2]
+            self._stride *= 2
+            self._payload -= sum(size for _, _, size in removed)
+            paths = [p for _, p, _ in removed]
+
+            def thin() -> None:
+                for p in paths:
+                    try:
+                        os.remove(p)
+                    except FileNotFoundError:
+                        pass
+
+            self._submit(thin)
+            if self._over_limit(kind, nbytes) is None:
+                return True
+            reason = self._over_limit(kind, nbytes)
+            policy = "raise"
+        if policy == "raise":
+            raise RunStoreError(
+                f"run {self.path!r} reached {reason} ({self._payload} bytes of tensors in "
+                f"{len(self._snapshots)} snapshots); raise the bound, record less often "
+                "(`every`), or create the store with on_limit='thin' or 'stop'."
+            )
+        warnings.warn(
+            f"run {self.path!r} reached {reason}; no more {kind} data will be written.",
+            WeightstatsWarning,
+            stacklevel=4,
+        )
+        self._stopped.add(kind)
+        return False
+
+    def _finish_shard(self, path: str, tensors, metadata, rows: list[dict]) -> None:
+        """Writer-thread part: write a shard, remember its rows for the next index part."""
+        _io.atomic_save_tensors(path, tensors, metadata, fsync=self._fsync)
+        self._pending_rows.extend(rows)
+
+    def _flush_index(self) -> None:
+        """Writer-thread part: write the pending rows as one Parquet part."""
+        if not self._pending_rows:
+            return
+        rows, self._pending_rows = self._pending_rows, []
+        seq = rows[-1]["seq"]
+        _io.write_index_part(
+            os.path.join(self.path, "index", f"{seq:08d}.parquet"), rows, fsync=self._fsync
+        )
+
+    # ------------------------------------------------------------------ writer API
+    def write_snapshot(self, step: int, tensors: Mapping[str, torch.Tensor], *,
+                       ready: Any = None) -> bool:
+        """Queue a full snapshot of `tensors` (CPU tensors the caller will not modify).
+
+        `ready` is an optional object with ``synchronize()`` (a CUDA event) that the writer
+        thread waits on before reading the tensors. Returns False when the store's bounds
+        made it skip this snapshot.
+        """
+        nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
+        call, self._snap_calls = self._snap_calls, self._snap_calls + 1
+        if call % self._stride:  # thinned: every `stride`-th call is kept
+            return False
+        if not self._handle_limit("snapshot", nbytes) or call % self._stride:
+            return False
+        seq = self._next_seq()
+        rel = os.path.join("snapshots", f"{seq:08d}-step{int(step):010d}.safetensors")
+        path = os.path.join(self.path, rel)
+        self._snapshots.append((int(step), path, nbytes))
+        self._payload += nbytes
+        tensors = dict(tensors)
+
+        def job() -> None:
+            if ready is not None:
+                ready.synchronize()
+            rows = [
+                {"step": int(step), "epoch": None, "tensor": name, "kind": "snapshot",
+                 "shard": rel, "seq": seq, **_io.moment_rows(t)}
+                for name, t in tensors.items()
+            ]
+            meta = {"kind": "snapshot", "step": str(int(step)), "rows": json.dumps(rows)}
+            self._finish_shard(path, tensors, meta, rows)
+
+        self._submit(job)
+        return True
+
+    def write_trajectories(
+        self,
+        steps: np.ndarray,
+        data: Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, tuple, int]],
+        *,
+        ready: Any = None,
+    ) -> bool:
+        """Queue one trajectory shard covering `steps`.
+
+        `data` maps a tensor name to ``(coords (C,), updates (T, C), raw_moments (T, 4) or
+        None, shape, numel)``; raw moments are ``(mean, var, sum c**3, sum c**4)`` rows.
+        Then write the pending index rows as one Parquet part.
+        """
+        steps = np.asarray(steps, dtype=np.int64)
+        nbytes = sum(u.numel() * u.element_size() + c.numel() * 8 for c, u, *_ in data.values())
+        if not self._handle_limit("update", nbytes):
+            return False
+        seq = self._next_seq()
+        rel = os.path.join(
+            "trajectories", f"{seq:08d}-steps{steps[0]:010d}-{steps[-1]:010d}.safetensors"
+        )
+        path = os.path.join(self.path, rel)
+        self._payload += nbytes
+        data = dict(data)
+
+        def job() -> None:
+            if ready is not None:
+                ready.synchronize()
+            tensors: dict[str, torch.Tensor] = {"steps": torch.from_numpy(steps)}
+            shapes = {}
+            rows = []
+            for name, (coords, updates, raw, shape, numel) in data.items():
+                tensors[f"{name}::coords"] = coords.to(torch.int64).contiguous()
+                tensors[f"{name}::updates"] = updates.contiguous()
+                shapes[name] = [list(shape), int(numel)]
+                if raw is not None:
+                    fin = _io.finish_moments(raw.to(torch.float64).numpy(), numel)
+                    tensors[f"{name}::moments"] = torch.from_numpy(np.ascontiguousarray(fin))
+                    rows.extend(update_rows(name, steps, fin, numel, rel, seq))
+            meta = {"kind": "update", "shapes": json.dumps(shapes)}
+            self._finish_shard(path, tensors, meta, rows)
+            self._flush_index()
+
+        self._submit(job)
+        return True
+
+    def write_latents(self, epoch: int, tensors: Mapping[str, torch.Tensor], *,
+                      step: int | None = None) -> bool:
+        """Queue the latents of one epoch (``mu``, ``logvar`` or ``kappa``, ``z``, ``labels``)."""
+        nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
+        if not self._handle_limit("latent", nbytes):
+            return False
+        seq = self._next_seq()
+        rel = os.path.join("latents", f"{seq:08d}-epoch{int(epoch):06d}.safetensors")
+        path = os.path.join(self.path, rel)
+        self._payload += nbytes
+        tensors = {k: v.contiguous() for k, v in tensors.items()}
+
+        def job() -> None:
+            rows = [
+                {"step": None if step is None else int(step), "epoch": int(epoch), "tensor": k,
+                 "kind": "latent", "shard": rel, "seq": seq, **_io.moment_rows(v)}
+                for k, v in tensors.items()
+            ]
+            meta = {"kind": "latent", "epoch": str(int(epoch)), "rows": json.dumps(rows)}
+            self._finish_shard(path, tensors, meta, rows)
+            self._flush_index()
+
+        self._submit(job)
+        return True
+
+    def set_recorder(self, key: str, settings: Mapping[str, Any]) -> None:
+        """Record a recorder's settings (and model/optimizer summary) in the manifest."""
+        self._require_writer()
+        self.manifest.setdefault("recorders", {})[key] = dict(settings)
+        snapshot = json.loads(json.dumps(self.manifest, default=str))
+        self._submit(lambda: _io.atomic_write_json(
+            os.path.join(self.path, "manifest.json"), snapshot, fsync=self._fsync))
+
+    def flush(self) -> None:
+        """Write every queued shard and the pending index rows; block until done."""
+        writer = self._require_writer()
+        writer.submit(self._flush_index)
+        writer.flush()
+
+    def close(self) -> None:
+        """Flush, write the final manifest (with disk usage) and release the writer lock."""
+        if self.mode == "r" or self._closed:
+            self._closed = True
+            return
+        try:
+            self.flush()
+        finally:
+            assert self._writer is not None
+            self._writer.close()
+            self._closed = True
+        self.manifest["closed"] = True
+        self.manifest["disk_usage_bytes"] = self.disk_usage()
+        self.manifest["disk_usage"] = self.disk_usage(by_kind=True)
+        self._write_manifest()
+        try:
+            os.remove(os.path.join(self.path, "writer.lock"))
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
