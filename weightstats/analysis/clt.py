@@ -446,8 +446,10 @@ def _analyze_store(store: Any, label: str, *, tensors, min_numel, max_lag, max_s
             "initial and the final one (record with a WeightRecorder for the whole run)."
         )
     s0, st = steps[0], steps[-1]
-    first = store.snapshot(s0)
-    names = list(first.keys()) if hasattr(first, "keys") else list(first)
+    if hasattr(store, "tensor_names"):
+        names = list(store.tensor_names())
+    else:
+        names = list(store.snapshot(s0).keys())
     results, skipped = [], []
     for name in names:
         w0 = to_numpy(store.tensor(name, s0), name=name)
@@ -459,7 +461,12 @@ def _analyze_store(store: Any, label: str, *, tensors, min_numel, max_lag, max_s
             skipped.append((name, f"no final snapshot: {exc}"))
             continue
         try:
-            tsteps, coords, upd = store.trajectories(name)
+            tr = store.trajectories(name)
+            if isinstance(tr, tuple):
+                tsteps, coords, upd = tr
+            else:  # capture.store.Trajectories
+                tsteps, coords, upd = tr.steps, tr.coords, tr.updates
+            upd = to_numpy(upd, name="updates")
         except (KeyError, WeightstatsError):
             tsteps = coords = upd = None
         if upd is not None and np.asarray(upd).shape[0] < 4:

@@ -1,0 +1,1 @@
+"""Bundled, seeded experiment grids (``weightstats experiment ...``); configs live in ``data/``."""
