@@ -183,16 +183,9 @@ def _describe_component(x: np.ndarray, *, rng: np.random.Generator, max_samples:
         return row
     xs = rng.choice(x, max_samples, replace=False) if x.size > max_samples else x
     row["n_used"] = int(xs.size)
-    try:
-        from ..stats.fit import fit_families
-        from ..stats.normality import effect_sizes
-        from ..stats.verdict import classify_shape
-    except ImportError as exc:  # the statistics engine is being written alongside
-        row.update(skewness=float(_sps.skew(xs)), excess_kurtosis=float(_sps.kurtosis(xs)),
-                   wasserstein1=np.nan, tail_mass_ratio=np.nan, best_family=None,
-                   delta_bic_normal=np.nan, label=None,
-                   reason=f"statistics engine unavailable ({exc})")
-        return row
+    from ..stats.fit import fit_families
+    from ..stats.normality import effect_sizes
+
     eff = effect_sizes(xs).to_dict()
     row["skewness"] = float(eff.get("skewness", np.nan))
     row["excess_kurtosis"] = float(eff.get("excess_kurtosis", np.nan))
@@ -203,6 +196,11 @@ def _describe_component(x: np.ndarray, *, rng: np.random.Generator, max_samples:
     normal = fam.loc[fam["family"] == "normal", "bic"]
     row["delta_bic_normal"] = (float(normal.iloc[0] - fam["bic"].min()) if len(normal)
                                else np.nan)
+    try:
+        from ..stats.verdict import classify_shape
+    except ImportError as exc:  # stats.verdict is being written alongside this module
+        row["label"], row["reason"] = None, f"shape verdict unavailable ({exc})"
+        return row
     shape = classify_shape(xs, rng=rng)
     row["label"] = str(shape.label)
     row["reason"] = str(shape.reason)
@@ -221,7 +219,7 @@ def analyze_clt_arrays(
     coords: Any = None,
     tensor: str = "tensor",
     max_lag: int | None = None,
-    max_samples: int = 20_000,
+    max_samples: int = 5_000,
     rng: np.random.Generator | int | None = None,
 ) -> CLTTensorResult:
     """CLT analysis of one tensor from its initial and final values and its trajectories.
@@ -356,7 +354,7 @@ def analyze_clt(
     tensors: Sequence[str] | None = None,
     min_numel: int = 64,
     max_lag: int | None = None,
-    max_samples: int = 20_000,
+    max_samples: int = 5_000,
     rng: np.random.Generator | int | None = 0,
 ) -> CLTAnalysis:
     """CLT analysis of every weight tensor of a recorded run or of a checkpoint pair.
