@@ -239,6 +239,8 @@ class Checkpoint:
             self._by_name[name] = (reader, entry.key)
         self.skipped = [(shown.get(n, n), why) for n, why in self.skipped]
         ordered = len(self._readers) == 1 and self._readers[0].ordered
+        #: True when the file itself records the layer order (Keras); entries keep it.
+        self.order_from_file = ordered
         self.entries = [by_shown[n] for n in (by_shown if ordered else layer_order(by_shown))]
         if not self.entries and not self.skipped:
             raise CheckpointError(f"{self.path}: the checkpoint holds no tensors.")
