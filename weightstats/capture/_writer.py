@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import os
 import warnings
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,9 @@ from ._io import TMP_MARKER, BackgroundWriter, update_rows
 __all__ = ["StoreWriterMixin"]
 
 _SEQ_PREFIX_LEN = 8
+
+#: run directory (real path) -> the writer open on it in this process
+_OPEN_WRITERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -75,11 +79,19 @@ class StoreWriterMixin:
                 pid = int(fh.read().strip() or 0)
         except (FileNotFoundError, ValueError):
             pid = 0
-        if pid and pid != os.getpid() and _pid_alive(pid):
+        key = os.path.realpath(self.path)
+        other = _OPEN_WRITERS.get(key)
+        busy = (pid and pid != os.getpid() and _pid_alive(pid)) or (
+            other is not None and other is not self and not other._closed)
+        if busy:
+            self._closed = True
+            if self._writer is not None:
+                self._writer.close()
             raise RunStoreError(
-                f"run {self.path!r} is being written by process {pid}; open it with mode='r' "
-                "to read, or stop that process first."
+                f"run {self.path!r} is being written by process {pid or os.getpid()}; open it "
+                "with mode='r' to read, or close that writer first."
             )
+        _OPEN_WRITERS[key] = self
         _io.atomic_write_bytes(lock, str(os.getpid()).encode())
         self.manifest.setdefault("sessions", []).append(
             {"pid": os.getpid(), "opened": _dt.datetime.now(_dt.timezone.utc).isoformat()}
@@ -211,6 +223,7 @@ class StoreWriterMixin:
         thread waits on before reading the tensors. Returns False when the store's bounds
         made it skip this snapshot.
         """
+        self._require_writer()
         nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
         call, self._snap_calls = self._snap_calls, self._snap_calls + 1
         if call % self._stride:  # thinned: every `stride`-th call is kept
@@ -251,6 +264,7 @@ class StoreWriterMixin:
         None, shape, numel)``; raw moments are ``(mean, var, sum c**3, sum c**4)`` rows.
         Then write the pending index rows as one Parquet part.
         """
+        self._require_writer()
         steps = np.asarray(steps, dtype=np.int64)
         nbytes = sum(u.numel() * u.element_size() + c.numel() * 8 for c, u, *_ in data.values())
         if not self._handle_limit("update", nbytes):
@@ -287,6 +301,7 @@ class StoreWriterMixin:
     def write_latents(self, epoch: int, tensors: Mapping[str, torch.Tensor], *,
                       step: int | None = None) -> bool:
         """Queue the latents of one epoch (``mu``, ``logvar`` or ``kappa``, ``z``, ``labels``)."""
+        self._require_writer()
         nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
         if not self._handle_limit("latent", nbytes):
             return False
