@@ -101,8 +101,9 @@ class EffectSizes:
         Largest ``|Q_n(p) - Phi^{-1}(p)|`` of the standardised sample over 1,001 equally spaced
         probabilities in [0.005, 0.995] (the central 99 %).
     quantile_skewness : float
-        ``(q_0.99 + q_0.01 - 2 q_0.5) / (q_0.99 - q_0.01)``: a skewness in [-1, 1] that, unlike
-        the moment one, is not driven by a few extreme values.
+        Hinkley's ``(q_0.95 + q_0.05 - 2 q_0.5) / (q_0.95 - q_0.05)``: a skewness in [-1, 1]
+        that, unlike the moment one, is not driven by a few extreme values (0.39 for a
+        lognormal with sigma 0.5, 0 for every symmetric law).
     confidence : float
         Level of the intervals.
 
@@ -217,8 +218,8 @@ def _effects(prep: K.Prepared, confidence: float) -> EffectSizes:
     z = prep.z
     n_tail = int(np.searchsorted(z, -K.TAIL_Z, side="left"))
     n_tail += n - int(np.searchsorted(z, K.TAIL_Z, side="right"))
-    q01, q50, q99 = (_quantile_sorted(prep.xs, p) for p in (0.01, 0.5, 0.99))
-    qskew = (q99 + q01 - 2.0 * q50) / (q99 - q01) if q99 > q01 else 0.0
+    q05, q50, q95 = (_quantile_sorted(prep.xs, p) for p in (0.05, 0.5, 0.95))
+    qskew = (q95 + q05 - 2.0 * q50) / (q95 - q05) if q95 > q05 else 0.0
     return EffectSizes(
         n=n,
         mean=prep.mean,
