@@ -96,3 +96,23 @@ def test_force_refuses_foreign_directory(tmp_path):
 def test_quick_grid_end_to_end(tmp_path):
     res = run_clt_experiment("quick", tmp_path / "q")
     assert res.results["run_id"].nunique() == len(expand_grid(load_config("quick")))
+
+
+def test_report_section_from_tiny_experiment(tmp_path):
+    from weightstats.report.sections.clt import experiment_sections, write_clt_report
+
+    res = run_clt_experiment({**TINY, "optimizers": [{"name": "sgd", "lrs": [0.1]},
+                                                      {"name": "adam", "lrs": [0.001]}]},
+                             tmp_path / "exp")
+    sections = experiment_sections(res)
+    answer = sections[0].blocks[0].answer
+    assert f"{len(res.results)} weight tensors in 2 runs" in answer
+    findings = " ".join(sections[0].blocks[1].paragraphs)
+    # the sentences carry the table's medians, not fixed text
+    k = res.results.loc[res.results["init"] == "kaiming-uniform", "excess_kurtosis_final"]
+    assert f"{k.median():.2f} after training" in findings
+    path = write_clt_report(res, tmp_path / "clt.html")
+    html = path.read_text() if hasattr(path, "read_text") else (tmp_path / "clt.html").read_text()
+    assert "the CLT experiment" in html and "net.0.weight" in html
+    with pytest.raises(InputDataError):
+        write_clt_report(res, tmp_path / "clt.html")

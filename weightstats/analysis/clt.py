@@ -171,8 +171,8 @@ class CLTAnalysis:
 # --------------------------------------------------------------------------- components
 
 
-def _describe_component(x: np.ndarray, *, rng: np.random.Generator, max_samples: int
-                        ) -> dict[str, Any]:
+def _describe_component(x: np.ndarray, *, rng: np.random.Generator, max_samples: int,
+                        families: Sequence[str] | None = None) -> dict[str, Any]:
     """Fits, effect sizes and shape verdict of one component, from the statistics engine."""
     row: dict[str, Any] = {"n": int(x.size), "mean": float(x.mean()), "sd": float(x.std())}
     if x.size < 8 or np.ptp(x) == 0:
@@ -191,7 +191,8 @@ def _describe_component(x: np.ndarray, *, rng: np.random.Generator, max_samples:
     row["excess_kurtosis"] = float(eff.get("excess_kurtosis", np.nan))
     row["wasserstein1"] = float(eff.get("wasserstein1", np.nan))
     row["tail_mass_ratio"] = float(eff.get("tail_mass_ratio", np.nan))
-    fam = fit_families(xs, rng=rng)
+    fam = fit_families(xs, rng=rng) if families is None else fit_families(
+        xs, tuple(families), rng=rng)
     row["best_family"] = str(fam["family"].iloc[0])
     normal = fam.loc[fam["family"] == "normal", "bic"]
     row["delta_bic_normal"] = (float(normal.iloc[0] - fam["bic"].min()) if len(normal)
@@ -220,6 +221,7 @@ def analyze_clt_arrays(
     tensor: str = "tensor",
     max_lag: int | None = None,
     max_samples: int = 5_000,
+    families: Sequence[str] | None = None,
     rng: np.random.Generator | int | None = None,
 ) -> CLTTensorResult:
     """CLT analysis of one tensor from its initial and final values and its trajectories.
@@ -242,6 +244,8 @@ def analyze_clt_arrays(
         Largest autocorrelation lag (default ``min(50, T // 4)``).
     max_samples : int
         Fits and shape verdicts use a random subsample of at most this many entries.
+    families : sequence of str, optional
+        Families fitted to W_0, dW and W_T (default: the statistics engine's default set).
     rng : numpy.random.Generator or int, optional
         Randomness for subsampling and the statistics engine.
 
@@ -262,7 +266,8 @@ def analyze_clt_arrays(
     rows = []
     for comp, x in zip(COMPONENTS, (a0, dw, at)):
         row = {"tensor": tensor, "component": comp}
-        row.update(_describe_component(x, rng=rng, max_samples=max_samples))
+        row.update(_describe_component(x, rng=rng, max_samples=max_samples,
+                                       families=families))
         rows.append(row)
     components = pd.DataFrame(rows)
     traj = curve = None
@@ -355,6 +360,7 @@ def analyze_clt(
     min_numel: int = 64,
     max_lag: int | None = None,
     max_samples: int = 5_000,
+    families: Sequence[str] | None = None,
     rng: np.random.Generator | int | None = 0,
 ) -> CLTAnalysis:
     """CLT analysis of every weight tensor of a recorded run or of a checkpoint pair.
@@ -374,6 +380,8 @@ def analyze_clt(
         Largest autocorrelation lag (default ``min(50, T // 4)``).
     max_samples : int
         Subsample size for fits and shape verdicts.
+    families : sequence of str, optional
+        Families fitted to each component (default: the statistics engine's default set).
     rng : numpy.random.Generator or int, optional
         Seed or generator (default 0, so reports are reproducible).
 
@@ -397,11 +405,12 @@ def analyze_clt(
 
         store = RunStore.open(source)
         return _analyze_store(store, os.fspath(source), tensors=tensors, min_numel=min_numel,
-                              max_lag=max_lag, max_samples=max_samples, rng=rng)
+                              max_lag=max_lag, max_samples=max_samples, families=families,
+                              rng=rng)
     if _is_store(source):
         return _analyze_store(source, str(getattr(source, "path", "<RunStore>")),
                               tensors=tensors, min_numel=min_numel, max_lag=max_lag,
-                              max_samples=max_samples, rng=rng)
+                              max_samples=max_samples, families=families, rng=rng)
     if isinstance(source, (tuple, list)) and len(source) == 2:
         init, init_name = _load_pair_side(source[0], "init")
         final, final_name = _load_pair_side(source[1], "final")
@@ -417,7 +426,8 @@ def analyze_clt(
                                 "at the end"))
                 continue
             results.append(analyze_clt_arrays(a, final[name], tensor=name,
-                                              max_samples=max_samples, rng=rng))
+                                              max_samples=max_samples, families=families,
+                                              rng=rng))
         if tensors is not None:
             missing = [t for t in tensors if t not in init]
             if missing:
@@ -435,8 +445,8 @@ def analyze_clt(
     )
 
 
-def _analyze_store(store: Any, label: str, *, tensors, min_numel, max_lag, max_samples, rng
-                   ) -> CLTAnalysis:
+def _analyze_store(store: Any, label: str, *, tensors, min_numel, max_lag, max_samples,
+                   families, rng) -> CLTAnalysis:
     steps = list(store.snapshot_steps())
     if len(steps) < 2:
         raise InputDataError(
@@ -471,7 +481,7 @@ def _analyze_store(store: Any, label: str, *, tensors, min_numel, max_lag, max_s
             tsteps = coords = upd = None
         results.append(analyze_clt_arrays(w0, wt, steps=tsteps, updates=upd, coords=coords,
                                           tensor=name, max_lag=max_lag,
-                                          max_samples=max_samples, rng=rng))
+                                          max_samples=max_samples, families=families, rng=rng))
     if not results:
         raise InputDataError(f"the run {label!r} has no weight tensor to analyse; pass "
                              "`tensors` to choose.")

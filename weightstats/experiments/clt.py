@@ -280,6 +280,7 @@ def run_clt_experiment(
                        seed=int(data_cfg.get("split_seed", 0)))
     coords = int(cfg.get("record", {}).get("coords", 1024))
     max_samples = int(cfg.get("analysis", {}).get("max_samples", 5000))
+    families = cfg.get("analysis", {}).get("families")
     manifest = {"config": cfg, "versions": _versions(), "runs": [s.run_id for s in specs],
                 "status": "running"}
     (out / _MARKER).write_text(json.dumps(manifest, indent=2))
@@ -289,7 +290,8 @@ def run_clt_experiment(
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         info = train_run(spec, data, run_dir, coords=coords)
         t0 = time.perf_counter()
-        res = analyze_clt(os.fspath(run_dir), max_samples=max_samples, rng=spec.seed)
+        res = analyze_clt(os.fspath(run_dir), max_samples=max_samples, families=families,
+                          rng=spec.seed)
         info["analysis_seconds"] = time.perf_counter() - t0
         settings = spec.settings()
         summary = res.summary.copy()
