@@ -55,8 +55,8 @@ def zscore(samples: torch.Tensor, truth: float) -> float:
 # ive(1000, 500) == 0 (checked with scipy 1.17), which take the series / Debye branches.
 BESSEL_GRID = [
     (v, x)
-    for v in (0.0, 0.5, 1.0, 1.5, 6.5, 31.0, 32.0, 100.0, 500.0, 1000.0)
-    for x in (1e-300, 1e-8, 1e-3, 0.7, 2.0, 30.0, 500.0, 1e4, 1e5)
+    for v in (0.0, 0.5, 1.5, 6.5, 31.0, 32.0, 100.0, 1000.0)
+    for x in (1e-300, 1e-3, 0.7, 30.0, 500.0, 1e4, 1e5)
 ]
 
 
@@ -166,6 +166,24 @@ def test_vmf_mean_resultant_length_matches_bessel_ratio(rng, d, kappa):
     torch.testing.assert_close(q.mean, A * mu)
 
 
+@pytest.mark.parametrize("kappa", [0.5, 50.0])
+def test_vmf_samples_against_exact_cdf_on_s2(rng, kappa):
+    # on S^2, w = loc^T z has CDF (e^{kappa w} - e^{-kappa}) / (e^{kappa} - e^{-kappa})
+    mu = unit(rng, 3)
+    w = (VonMisesFisher(mu, kappa).sample((4000,), generator=torch.Generator().manual_seed(8))
+         @ mu).numpy()
+    cdf = lambda x: np.expm1(kappa * (x + 1)) / np.expm1(2 * kappa)
+    assert stats.kstest(w, cdf).pvalue > 1e-3
+
+
+def test_vmf_samples_against_scipy_vonmises_on_s1(rng):
+    # on S^1 the angle to loc follows scipy.stats.vonmises(kappa)
+    mu = unit(rng, 2)
+    z = VonMisesFisher(mu, 3.0).sample((4000,), generator=torch.Generator().manual_seed(9))
+    angle = torch.atan2(mu[0] * z[:, 1] - mu[1] * z[:, 0], z @ mu).numpy()
+    assert stats.kstest(angle, stats.vonmises(3.0).cdf).pvalue > 1e-3
+
+
 @pytest.mark.parametrize("pole", [1.0, -1.0])
 def test_vmf_rotation_at_the_poles(pole):
     # loc = +-e1 are the cases where the textbook Householder reflection divides by zero
@@ -268,7 +286,7 @@ def _dA_dkappa(d, kappa):
 @pytest.mark.parametrize("d, kappa", [(5, 2.0), (2, 1.0), (3, 0.5), (16, 30.0)])
 def test_vmf_rsample_gradient_is_unbiased(d, kappa):
     # pathwise d/dkappa E[mu^T z] must equal d A_d / dkappa (A_d from the Bessel ratio)
-    grads = _pathwise_grads(d, kappa, 20000, seed=d)
+    grads = _pathwise_grads(d, kappa, 20000 if (d, kappa) == (5, 2.0) else 8000, seed=d)
     assert abs(zscore(grads, _dA_dkappa(d, kappa))) < 4
 
 
@@ -309,3 +327,138 @@ def test_log_bessel_iv_reduced_against_mpmath():
     x = t64([1e-3, 0.5, 11.0, 12.0, 200.0]).requires_grad_()
     (g,) = torch.autograd.grad(log_bessel_iv_reduced(31.0, x).sum(), x)
     torch.testing.assert_close(g, bessel_ratio(31.0, x.detach()))
+
+
+# --------------------------------------------------------------------------------------------
+# Power Spherical
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kappa", [0.5, 3.0, 40.0])
+def test_power_spherical_log_prob_normalises_on_s1(kappa):
+    mu = t64([0.6, -0.8])
+    q = PowerSpherical(mu, kappa)
+
+    def density(phi):
+        return float(q.log_prob(t64([[math.cos(phi), math.sin(phi)]])).exp())
+
+    total = integrate.quad(density, 0, 2 * math.pi, epsabs=0, epsrel=1e-11, limit=200,
+                           points=[math.atan2(-0.8, 0.6) % (2 * math.pi)])[0]
+    assert total == pytest.approx(1.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("kappa", [0.5, 2.5, 10.0])
+def test_power_spherical_log_prob_normalises_on_s2(kappa):
+    # integrate over S^2 in polar coordinates about e3, loc elsewhere (no symmetry used):
+    # Gauss-Legendre in cos(theta) times the trapezoid rule in phi (exact for periodic functions)
+    mu = t64([2.0, -1.0, 2.0]) / 3.0
+    c, wc = (t64(a) for a in np.polynomial.legendre.leggauss(300))
+    phi = torch.arange(300, dtype=F64) * (2 * math.pi / 300)
+    C, P = torch.meshgrid(c, phi, indexing="ij")
+    r = torch.sqrt(1 - C**2)
+    x = torch.stack([r * torch.cos(P), r * torch.sin(P), C], dim=-1)
+    dens = PowerSpherical(mu, kappa).log_prob(x).exp()
+    total = float((dens * wc[:, None]).sum() * (2 * math.pi / 300))
+    assert total == pytest.approx(1.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("d, kappa", [(3, 2.0), (10, 0.3), (64, 200.0)])
+def test_power_spherical_moments_and_kl_against_monte_carlo(rng, d, kappa):
+    mu = unit(rng, d)
+    q = PowerSpherical(mu, kappa)
+    z = q.sample((20000,), generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(z.norm(dim=-1), t64(1.0), atol=1e-12)
+    # mean: E[z] = kappa / (kappa + d - 1) loc (De Cao & Aziz 2020, closed form)
+    torch.testing.assert_close(q.mean, kappa / (kappa + d - 1) * mu)
+    assert abs(zscore(z @ mu, kappa / (kappa + d - 1))) < 4
+    # (1 + mu^T z) / 2 ~ Beta(a, b): KS test against scipy.stats.beta
+    a, b = (d - 1) / 2 + kappa, (d - 1) / 2
+    assert stats.kstest(((1 + z @ mu) / 2).numpy(), stats.beta(a, b).cdf).pvalue > 1e-3
+    log_ratio = q.log_prob(z) - HypersphericalUniform(d, dtype=F64).log_prob(z)
+    assert abs(zscore(log_ratio, float(q.kl_to_uniform()))) < 4
+    assert abs(zscore(-q.log_prob(z), float(q.entropy()))) < 4
+
+
+def test_power_spherical_rsample_gradient_is_unbiased():
+    # d/dkappa E[mu^T z] = d/dkappa kappa / (kappa + d - 1) = (d - 1) / (kappa + d - 1)^2
+    d, kappa, n = 5, 2.0, 20000
+    mu = unit(np.random.default_rng(1), d)
+    k = torch.full((n,), kappa, dtype=F64, requires_grad=True)
+    z = PowerSpherical(mu.expand(n, d), k).rsample(generator=torch.Generator().manual_seed(4))
+    (z @ mu).sum().backward()
+    assert abs(zscore(k.grad, (d - 1) / (kappa + d - 1) ** 2)) < 4
+
+
+def test_power_spherical_finite_across_range(rng):
+    for d in (2, 64):
+        kappa = torch.logspace(-3, 4, 8, dtype=torch.float32).requires_grad_()
+        loc = unit(rng, d).float().requires_grad_()
+        q = PowerSpherical(loc.expand(8, d), kappa)
+        z = q.rsample((3,), generator=torch.Generator().manual_seed(0))
+        kl = q.kl_to_uniform()
+        assert (kl >= 0).all() and (kl.diff() > 0).all() and z.dtype == torch.float32
+        (kl.sum() + (z @ loc).sum() + q.log_prob(z.detach()).sum()).backward()
+        assert torch.isfinite(kappa.grad).all() and torch.isfinite(loc.grad).all()
+
+
+# --------------------------------------------------------------------------------------------
+# uniform prior, KL registration, reproducibility, validation
+# --------------------------------------------------------------------------------------------
+
+
+def test_hyperspherical_uniform():
+    p = HypersphericalUniform(3, dtype=F64)
+    z = p.sample((5000,), generator=torch.Generator().manual_seed(0))
+    assert z.shape == (5000, 3) and torch.allclose(z.norm(dim=-1), t64(1.0))
+    assert (z.mean(0).abs() < 4 / math.sqrt(3 * 5000)).all()  # each coordinate has var 1/3
+    torch.testing.assert_close(p.log_prob(z[:2]), t64([-math.log(4 * math.pi)] * 2))
+    assert float(p.entropy()) == pytest.approx(math.log(4 * math.pi))
+    assert "dim=3" in repr(p)
+
+
+def test_kl_divergence_is_registered(rng):
+    for cls in (VonMisesFisher, PowerSpherical):
+        q = cls(unit(rng, 4, 3), t64([0.5, 5.0, 50.0]))
+        kl = torch.distributions.kl_divergence(q, HypersphericalUniform(4))
+        torch.testing.assert_close(kl, q.kl_to_uniform())
+        with pytest.raises(InputDataError, match="S\\^3 but the prior on S\\^4"):
+            torch.distributions.kl_divergence(q, HypersphericalUniform(5))
+
+
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+def test_seeded_sampling_is_reproducible_and_leaves_the_global_rng_alone(rng, cls):
+    q = cls(unit(rng, 6, 2), t64([1.5, 30.0]))
+    state = torch.get_rng_state()
+    a = q.rsample((50,), generator=torch.Generator().manual_seed(11))
+    b = q.rsample((50,), generator=torch.Generator().manual_seed(11))
+    c = q.rsample((50,), generator=torch.Generator().manual_seed(12))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == (50, 2, 6)
+
+
+@pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
+def test_distribution_iv(cls):
+    loc = t64([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    with pytest.raises(InputDataError, match="`loc` must hold unit vectors.*normalize"):
+        cls(loc * 2, 1.0)
+    with pytest.raises(InputDataError, match="`concentration` must be finite and > 0"):
+        cls(loc, t64([1.0, 0.0]))
+    with pytest.raises(InputDataError, match="`concentration` must be finite"):
+        cls(loc, float("nan"))
+    with pytest.raises(InputDataError, match="d >= 2"):
+        cls(t64([1.0]), 1.0)
+    with pytest.raises(InputDataError, match="does not broadcast"):
+        cls(loc, t64([1.0, 2.0, 3.0]))
+    with pytest.raises(InputDataError, match="floating-point torch tensor"):
+        cls([1.0, 0.0], 1.0)
+    q = cls(loc, t64([[2.0], [3.0]]))  # a (batch, 1) concentration from a Linear head
+    assert q.batch_shape == (2,) and q.event_shape == (3,)
+    assert f"{cls.__name__}(dim=3, batch_shape=(2,)" in repr(q)
+    with pytest.raises(InputDataError, match=r"`x` must have shape \(\.\.\., 3\)"):
+        q.log_prob(t64([1.0, 0.0]))
+    with pytest.raises(InputDataError, match="`x` must be unit vectors"):
+        q.log_prob(t64([2.0, 0.0, 0.0]))
+    cls(loc * 2, 1.0, validate_args=False)  # opt-out, as in torch.distributions
+    with pytest.raises(InputDataError, match="`dim` must be an integer >= 2"):
+        HypersphericalUniform(1)
