@@ -155,13 +155,15 @@ def gaussian_kl_to_standard(z: Any) -> float:
     return float(0.5 * (np.trace(cov) + m @ m - d - logdet))
 
 
-def knn_kl_divergence(x: Any, y: Any, *, k: int = 1) -> float:
+def knn_kl_divergence(x: Any, y: Any, *, k: int = 1, intrinsic_dim: int | None = None) -> float:
     """k-nearest-neighbour estimate of KL(P || Q) from samples x ~ P and y ~ Q.
 
     The estimator of Wang, Kulkarni & Verdu (2009, eq. 5):
     ``d/n sum_i log(nu_k(i) / rho_k(i)) + log(m / (n - 1))``, where rho_k(i) is the distance
     from x_i to its k-th nearest neighbour among the other x and nu_k(i) to its k-th nearest
     neighbour among y. Consistent as n, m grow; biased at small n, more so in high d.
+    For samples on a smooth manifold (the sphere S^{d-1} in R^d) pass its `intrinsic_dim`
+    (d - 1): small balls are then (d-1)-dimensional and the volume ratio uses that power.
     """
     a = as_codes(x, name="x", min_rows=k + 1)
     b = as_codes(y, name="y", min_rows=k)
@@ -170,6 +172,7 @@ def knn_kl_divergence(x: Any, y: Any, *, k: int = 1) -> float:
             f"`x` and `y` must have the same number of columns; got {a.shape[1]} and {b.shape[1]}."
         )
     n, d = a.shape
+    d = int(intrinsic_dim) if intrinsic_dim is not None else d
     m = b.shape[0]
     rho = spatial.cKDTree(a).query(a, k=k + 1)[0][:, k]
     nu = spatial.cKDTree(b).query(a, k=k)[0]
@@ -177,6 +180,8 @@ def knn_kl_divergence(x: Any, y: Any, *, k: int = 1) -> float:
     ok = (rho > 0) & (nu > 0)
     if not ok.all():  # duplicated codes: drop them rather than return an infinity
         rho, nu, n = rho[ok], nu[ok], int(ok.sum())
+        if n < 2:
+            return float("nan")
     return float(d * np.mean(np.log(nu / rho)) + np.log(m / (n - 1)))
 
 

@@ -238,6 +238,22 @@ class BaseVAE(nn.Module):
         """E_q[z|x] (the location for spherical latents); used for active units."""
         return self.posterior(x).mean
 
+    @torch.no_grad()
+    def latent_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What a :class:`~weightstats.capture.latent.LatentRecorder` stores for rows `x`.
+
+        ``mu`` (E_q[z|x]), the posterior's spread (``logvar`` for Gaussian posteriors,
+        ``scale`` for Student-t, ``kappa`` for spherical ones) and ``z``, one posterior draw
+        taken from torch's global generator (the recorder seeds it inside a forked RNG state).
+        """
+        q = self.posterior(x)
+        out = {"mu": q.mean, "z": q.rsample()}
+        if isinstance(q, DiagonalNormal):
+            out["logvar"] = 2.0 * torch.log(q.scale)
+        else:
+            out["scale"] = q.scale
+        return out
+
     def extra_repr(self) -> str:
         return (
             f"family={self.family!r}, latent_dim={self.latent_dim}, hidden={self.hidden}, "

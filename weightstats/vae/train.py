@@ -115,6 +115,7 @@ def train_vae(
     labels_per_class: int = 10,
     model_options: dict[str, Any] | None = None,
     callbacks: Sequence[EpochCallback] = (),
+    num_threads: int | None = 1,
 ) -> TrainResult:
     """Train a reference VAE with Adam on the CPU, reproducibly.
 
@@ -146,6 +147,10 @@ def train_vae(
     callbacks : sequence of callables
         Each is called as ``callback(epoch, model)`` after every epoch (epochs count from 1)
         and once with epoch 0 before training, under ``torch.no_grad()`` and in eval mode.
+    num_threads : int or None
+        Torch intra-op threads while training (restored afterwards). These models are tiny, so
+        one thread is fastest; ``None`` keeps torch's setting. Bitwise reproducibility holds
+        for a fixed thread count.
 
     Returns
     -------
@@ -180,8 +185,32 @@ def train_vae(
         if len(y) != n:
             raise InputDataError(f"`y_train` has {len(y)} labels for {n} rows of `x_train`.")
         labelled = labelled_subset(y, int(labels_per_class), generator=gen)
-        x_lab, y_lab = x[labelled], y[labelled]
 
+    previous_threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        rows, seconds = _fit(model, x, gen, labelled, family, epochs, batch_size, lr, callbacks,
+                             x_lab=x[labelled] if labelled is not None else None,
+                             y_lab=y[labelled] if labelled is not None else None)
+    finally:
+        torch.set_num_threads(previous_threads)
+    model.eval()
+    settings = dict(
+        options,
+        family=family,
+        epochs=int(epochs),
+        batch_size=int(batch_size),
+        lr=float(lr),
+        seed=int(seed),
+        labels_per_class=int(labels_per_class) if family == "m2" else None,
+    )
+    return TrainResult(model, family, settings, pd.DataFrame(rows), labelled, seconds)
+
+
+def _fit(model, x, gen, labelled, family, epochs, batch_size, lr, callbacks, *, x_lab, y_lab):
+    """The optimisation loop of :func:`train_vae`; returns the epoch rows and the wall time."""
+    n = x.shape[0]
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     _run_callbacks(callbacks, 0, model)
     rows = []
@@ -209,18 +238,7 @@ def train_vae(
             seen += len(xb)
         rows.append({"epoch": epoch, "loss": total / seen})
         _run_callbacks(callbacks, epoch, model)
-    seconds = time.perf_counter() - start
-    model.eval()
-    settings = dict(
-        options,
-        family=family,
-        epochs=int(epochs),
-        batch_size=int(batch_size),
-        lr=float(lr),
-        seed=int(seed),
-        labels_per_class=int(labels_per_class) if family == "m2" else None,
-    )
-    return TrainResult(model, family, settings, pd.DataFrame(rows), labelled, seconds)
+    return rows, time.perf_counter() - start
 
 
 def _run_callbacks(callbacks: Sequence[EpochCallback], epoch: int, model: torch.nn.Module) -> None:
