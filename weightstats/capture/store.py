@@ -135,6 +135,9 @@ class RunStore(StoreWriterMixin):
         self.manifest = manifest
         self._writer = None
         self._closed = False
+        self._part_cache: dict[str, pd.DataFrame] = {}
+        self._shard_rows_cache: dict[str, list[dict]] = {}
+        self._frame_cache: tuple[tuple, pd.DataFrame] | None = None
         self.dtype = manifest.get("store", {}).get("dtype", "float32")
         if mode != "r":
             opts = _writer_opts or {}
@@ -297,25 +300,36 @@ class RunStore(StoreWriterMixin):
             (excess, Fisher; both as ``scipy.stats.skew``/``kurtosis`` with ``bias=True``),
             ``shard`` (file relative to the run) and ``seq`` (write order).
         """
+        # Files never change once renamed into place, so parsed parts and shard rows are cached
+        # by name; a frame is rebuilt only when the listing changed.
+        index_names = self._list("index")
+        shards = [os.path.join(sub, n) for sub in ("snapshots", "trajectories", "latents")
+                  for n in self._list(sub)]
+        signature = (tuple(index_names), tuple(shards))
+        if self._frame_cache is not None and self._frame_cache[0] == signature:
+            return self._frame_cache[1].copy()
         parts = []
-        for name in self._list("index"):
-            try:
-                parts.append(pq.read_table(os.path.join(self.path, "index", name)).to_pandas())
-            except FileNotFoundError:  # pragma: no cover - removed meanwhile
-                continue
-            except Exception as exc:
-                raise RunStoreError(f"index part {name!r} of {self.path!r} is unreadable: {exc}")
+        for name in index_names:
+            if name not in self._part_cache:
+                try:
+                    self._part_cache[name] = pq.read_table(
+                        os.path.join(self.path, "index", name)).to_pandas()
+                except FileNotFoundError:  # pragma: no cover - removed meanwhile
+                    continue
+                except Exception as exc:
+                    raise RunStoreError(
+                        f"index part {name!r} of {self.path!r} is unreadable: {exc}") from None
+            parts.append(self._part_cache[name])
         covered = set()
         for p in parts:
             covered.update(p["shard"].unique())
-        present = set()
+        present = set(shards)
         orphans = []
-        for sub in ("snapshots", "trajectories", "latents"):
-            for name in self._list(sub):
-                rel = os.path.join(sub, name)
-                present.add(rel)
-                if rel not in covered:
-                    orphans.extend(self._rows_from_shard(rel))
+        for rel in shards:
+            if rel not in covered:
+                if rel not in self._shard_rows_cache:
+                    self._shard_rows_cache[rel] = self._rows_from_shard(rel)
+                orphans.extend(self._shard_rows_cache[rel])
         if orphans:
             parts.append(pd.DataFrame(orphans))
         if not parts:
@@ -338,7 +352,9 @@ class RunStore(StoreWriterMixin):
         df = df.assign(_k=df["kind"].map(order)).sort_values(
             ["_k", "step", "epoch", "seq"], kind="stable", na_position="first"
         )
-        return df.drop(columns="_k").reset_index(drop=True)
+        df = df.drop(columns="_k").reset_index(drop=True)
+        self._frame_cache = (signature, df)
+        return df.copy()
 
     def _rows_from_shard(self, rel: str) -> list[dict]:
         path = os.path.join(self.path, rel)

@@ -1,0 +1,14 @@
+"""Capture tests train tiny models: one torch thread is faster and deterministic on a busy box."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
