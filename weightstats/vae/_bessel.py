@@ -42,7 +42,7 @@ from scipy import special
 
 from ..errors import InputDataError
 
-__all__ = ["log_bessel_iv", "log_bessel_ive", "log_bessel_iv_reduced", "bessel_ratio"]
+__all__ = ["bessel_ratio", "log_bessel_iv", "log_bessel_iv_reduced", "log_bessel_ive"]
 
 #: below this, ive's result is treated as underflowed (subnormal values lose digits).
 _TINY = 1e-280
@@ -98,9 +98,15 @@ def _log_iv_debye(v: np.ndarray, x: np.ndarray) -> np.ndarray:
     u2 = t2 * (81.0 - 462.0 * t2 + 385.0 * t2 * t2) / 1152.0
     u3 = t * t2 * (30375.0 - 369603.0 * t2 + 765765.0 * t2**2 - 425425.0 * t2**3) / 414720.0
     u4 = (
-        t2 * t2
-        * (4465125.0 - 94121676.0 * t2 + 349922430.0 * t2**2 - 446185740.0 * t2**3
-           + 185910725.0 * t2**4)
+        t2
+        * t2
+        * (
+            4465125.0
+            - 94121676.0 * t2
+            + 349922430.0 * t2**2
+            - 446185740.0 * t2**3
+            + 185910725.0 * t2**4
+        )
         / 39813120.0
     )
     corr = 1.0 + u1 / v + u2 / v**2 + u3 / v**3 + u4 / v**4

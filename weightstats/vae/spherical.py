@@ -27,6 +27,7 @@ N. De Cao, W. Aziz (2020), The Power Spherical distribution, ICML INNF+ workshop
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -37,15 +38,15 @@ from ..errors import InputDataError
 from ._bessel import bessel_ratio, log_bessel_iv, log_bessel_iv_reduced, log_sphere_area
 
 __all__ = [
-    "VonMisesFisher",
-    "PowerSpherical",
     "HypersphericalUniform",
-    "log_bessel_iv",
+    "PowerSpherical",
+    "VonMisesFisher",
     "bessel_ratio",
+    "log_bessel_iv",
 ]
 
 _F64 = torch.float64
-_MAX_ROUNDS = 1000  # Wood's acceptance rate is above 0.5 for every (d, kappa); 1000 is never hit
+_MAX_ROUNDS = 1000  # Wood's acceptance rate measured >= 0.65 for d 2..64, kappa 1e-3..1e4 (bench)
 _GL_X, _GL_W = (torch.as_tensor(a, dtype=_F64) for a in np.polynomial.legendre.leggauss(12))
 _GL_X, _GL_W = (_GL_X + 1.0) / 2.0, _GL_W / 2.0  # Gauss-Legendre on [0, 1]
 _N_PANELS = 21  # geometric panels: covers interval / scale ratios up to 2^20
@@ -163,8 +164,12 @@ def _wood_angle(eps: torch.Tensor, kappa: torch.Tensor, m: int) -> torch.Tensor:
     return 2 * torch.asin(torch.sqrt((one_minus_w / 2).clamp(0.0, 1.0)))
 
 
-def _wood_eps(kappa: torch.Tensor, m: int, generator) -> torch.Tensor:
-    """Accepted proposals eps (float64, flat) of Wood's (1994) algorithm for each flat kappa."""
+def _wood_eps(kappa: torch.Tensor, m: int, generator, *, counts: dict | None = None):
+    """Accepted proposals eps (float64, flat) of Wood's (1994) algorithm for each flat kappa.
+
+    If `counts` is a dict, its ``"proposals"`` entry is increased by the number of proposals
+    drawn (for measuring the acceptance rate).
+    """
     kappa = kappa.detach().to(_F64)
     root = torch.sqrt(4 * kappa**2 + (m - 1) ** 2)
     b = (m - 1) / (2 * kappa + root)
@@ -176,6 +181,8 @@ def _wood_eps(kappa: torch.Tensor, m: int, generator) -> torch.Tensor:
         if pending.numel() == 0:
             return eps
         n = pending.numel()
+        if counts is not None:
+            counts["proposals"] = counts.get("proposals", 0) + n
         # Beta((m-1)/2, (m-1)/2) as a ratio of chi-square(m-1) variables: only randn is needed.
         g = torch.randn((2, n, m - 1), generator=generator, dtype=_F64, device=kappa.device)
         x, y = (g * g).sum(-1)
@@ -292,7 +299,7 @@ class VonMisesFisher(Distribution):
     (torch.Size([4, 3]), torch.Size([]))
     """
 
-    arg_constraints = {}
+    arg_constraints: ClassVar[dict] = {}
     has_rsample = True
 
     def __init__(self, loc, concentration, *, validate_args: bool | None = None):
@@ -303,8 +310,10 @@ class VonMisesFisher(Distribution):
         super().__init__(self.concentration.shape, self.loc.shape[-1:], validate_args=False)
 
     def __repr__(self) -> str:
-        return (f"VonMisesFisher(dim={self.dim}, batch_shape={tuple(self.batch_shape)}, "
-                f"dtype={self.loc.dtype})")
+        return (
+            f"VonMisesFisher(dim={self.dim}, batch_shape={tuple(self.batch_shape)}, "
+            f"dtype={self.loc.dtype})"
+        )
 
     @property
     def _order(self) -> float:
@@ -361,7 +370,7 @@ class VonMisesFisher(Distribution):
         v = self._order
         return (k * bessel_ratio(v, k) - log_bessel_iv_reduced(v, k)).to(self.loc.dtype)
 
-    def rsample(self, sample_shape=torch.Size(), generator: torch.Generator | None = None):
+    def rsample(self, sample_shape=(), generator: torch.Generator | None = None):
         r"""Draw reparameterised samples with an unbiased gradient in `loc` and `concentration`.
 
         **Value.** Wood (1994): the cosine ``w = loc^T z`` has density proportional to
@@ -411,7 +420,7 @@ class VonMisesFisher(Distribution):
         theta = _ImplicitAngle.apply(theta0, kappa, self.dim)
         return _from_north_pole(torch.cos(theta), torch.sin(theta), self.loc, generator)
 
-    def sample(self, sample_shape=torch.Size(), generator: torch.Generator | None = None):
+    def sample(self, sample_shape=(), generator: torch.Generator | None = None):
         """Like :meth:`rsample` without gradients."""
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)
@@ -436,7 +445,7 @@ class PowerSpherical(Distribution):
         As for :class:`VonMisesFisher`.
     """
 
-    arg_constraints = {}
+    arg_constraints: ClassVar[dict] = {}
     has_rsample = True
 
     def __init__(self, loc, concentration, *, validate_args: bool | None = None):
@@ -447,8 +456,10 @@ class PowerSpherical(Distribution):
         super().__init__(self.concentration.shape, self.loc.shape[-1:], validate_args=False)
 
     def __repr__(self) -> str:
-        return (f"PowerSpherical(dim={self.dim}, batch_shape={tuple(self.batch_shape)}, "
-                f"dtype={self.loc.dtype})")
+        return (
+            f"PowerSpherical(dim={self.dim}, batch_shape={tuple(self.batch_shape)}, "
+            f"dtype={self.loc.dtype})"
+        )
 
     @property
     def support(self):
@@ -487,8 +498,11 @@ class PowerSpherical(Distribution):
         # log |S^{d-1}| - log N + kappa (log 2 + digamma(a) - digamma(a+b)), with log N at
         # kappa = 0 equal to log |S^{d-1}| (Legendre duplication), leaves differences of lgamma
         # that vanish with kappa instead of cancelling numbers of size lgamma(d).
-        return (k * (torch.digamma(a) - torch.digamma(a + b))
-                - (torch.lgamma(a) - math.lgamma(b)) + (torch.lgamma(a + b) - math.lgamma(2 * b)))
+        return (
+            k * (torch.digamma(a) - torch.digamma(a + b))
+            - (torch.lgamma(a) - math.lgamma(b))
+            + (torch.lgamma(a + b) - math.lgamma(2 * b))
+        )
 
     def kl_to_uniform(self) -> torch.Tensor:
         """``KL(PowerSpherical || Uniform(S^{d-1})) = log |S^{d-1}| - entropy``, in the form
@@ -496,7 +510,7 @@ class PowerSpherical(Distribution):
         (psi the digamma function), which stays accurate as kappa -> 0."""
         return self._kl64().to(self.loc.dtype)
 
-    def rsample(self, sample_shape=torch.Size(), generator: torch.Generator | None = None):
+    def rsample(self, sample_shape=(), generator: torch.Generator | None = None):
         """Reparameterised samples, shape ``sample_shape + batch_shape + (d,)``.
 
         ``X ~ Gamma(a)``, ``Y ~ Gamma(b)``, ``t = (X - Y) / (X + Y)``, ``sqrt(1 - t^2) =
@@ -511,10 +525,9 @@ class PowerSpherical(Distribution):
         )
         # Gamma(a) draws can underflow to 0 only for a << 1, impossible here (a, b >= 1/2).
         total = x + y
-        return _from_north_pole((x - y) / total, 2 * torch.sqrt(x * y) / total, self.loc,
-                                generator)
+        return _from_north_pole((x - y) / total, 2 * torch.sqrt(x * y) / total, self.loc, generator)
 
-    def sample(self, sample_shape=torch.Size(), generator: torch.Generator | None = None):
+    def sample(self, sample_shape=(), generator: torch.Generator | None = None):
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)
 
@@ -532,13 +545,22 @@ class HypersphericalUniform(Distribution):
     device : torch.device or str, optional
     """
 
-    arg_constraints = {}
+    arg_constraints: ClassVar[dict] = {}
     has_rsample = False
 
-    def __init__(self, dim: int, *, batch_shape=(), dtype=torch.float32, device=None,
-                 validate_args: bool | None = None):
+    def __init__(
+        self,
+        dim: int,
+        *,
+        batch_shape=(),
+        dtype=torch.float32,
+        device=None,
+        validate_args: bool | None = None,
+    ):
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 2:
-            raise InputDataError(f"HypersphericalUniform: `dim` must be an integer >= 2; got {dim!r}.")
+            raise InputDataError(
+                f"HypersphericalUniform: `dim` must be an integer >= 2; got {dim!r}."
+            )
         self.dim = int(dim)
         self.dtype = dtype
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -563,10 +585,11 @@ class HypersphericalUniform(Distribution):
         return torch.full(shape, -self.log_surface_area(), dtype=dtype, device=x.device)
 
     def entropy(self) -> torch.Tensor:
-        return torch.full(self.batch_shape, self.log_surface_area(), dtype=self.dtype,
-                          device=self.device)
+        return torch.full(
+            self.batch_shape, self.log_surface_area(), dtype=self.dtype, device=self.device
+        )
 
-    def sample(self, sample_shape=torch.Size(), generator: torch.Generator | None = None):
+    def sample(self, sample_shape=(), generator: torch.Generator | None = None):
         shape = torch.Size(sample_shape) + self.batch_shape
         return _uniform_directions(shape, self.dim, generator, self.device).to(self.dtype)
 
