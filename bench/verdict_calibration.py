@@ -57,8 +57,14 @@ def rates(kind: str, n: int, seeds: int) -> Counter:
     return counts
 
 
-def main(n: int = 10**6, *, seeds_normal: int = 100, seeds_other: int = 10,
-         small_n: int = 1000, seeds_small: int = 100) -> dict[tuple[str, int], Counter]:
+def main(
+    n: int = 10**6,
+    *,
+    seeds_normal: int = 100,
+    seeds_other: int = 10,
+    small_n: int = 1000,
+    seeds_small: int = 100,
+) -> dict[tuple[str, int], Counter]:
     """Run the calibration and print the rates; returns them keyed by (family, n)."""
     out = {}
     plan = [(k, n, seeds_normal if k == "normal" else seeds_other) for k in EXPECTED]

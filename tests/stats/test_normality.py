@@ -276,8 +276,14 @@ def test_wasserstein_exact_on_tiny_sample():
     ref = 0.0
     for i in range(edges.size - 1):
         level = i / zz.size
-        ref += quad(lambda t: abs(level - stats.norm.cdf(t)), edges[i], edges[i + 1],
-                    epsabs=1e-13, epsrel=1e-12, limit=200)[0]
+        ref += quad(
+            lambda t, lv=level: abs(lv - stats.norm.cdf(t)),
+            edges[i],
+            edges[i + 1],
+            epsabs=1e-13,
+            epsrel=1e-12,
+            limit=200,
+        )[0]
     assert K.wasserstein1_to_normal(prep) == pytest.approx(ref, rel=1e-9)
 
 

@@ -97,8 +97,12 @@ def test_tail_summary_lognormal_is_the_truncated_mle(rng):
     # recover (mu, sigma) from R: search a grid around the best by scipy's optimiser
     from scipy.optimize import minimize
 
-    res = minimize(lambda t: -ll_ln(t[0], math.exp(t[1])), [0.0, 0.0], method="Nelder-Mead",
-                   options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 5000})
+    res = minimize(
+        lambda t: -ll_ln(t[0], math.exp(t[1])),
+        [0.0, 0.0],
+        method="Nelder-Mead",
+        options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 5000},
+    )
     best = -res.fun
     # our R = ll_pl - ll_ln(ours) must be within numerical tolerance of ll_pl - best
     assert row.vs_lognormal_r == pytest.approx(ll_pl - best, abs=1e-3 * abs(best) + 1e-6)

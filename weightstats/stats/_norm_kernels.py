@@ -16,19 +16,19 @@ import numpy as np
 from scipy import special
 
 __all__ = [
-    "Prepared",
-    "prepare",
-    "anderson_statistic",
-    "anderson_pvalue_case3",
-    "cramervonmises_statistic",
-    "cramervonmises_pvalue_case3",
-    "ks_statistic",
-    "wasserstein1_to_normal",
-    "qq_max_deviation",
-    "TAIL_Z",
-    "GAUSSIAN_TAIL_MASS",
     "CVM_PVALUE_FLOOR",
+    "GAUSSIAN_TAIL_MASS",
     "QQ_PROBS",
+    "TAIL_Z",
+    "Prepared",
+    "anderson_pvalue_case3",
+    "anderson_statistic",
+    "cramervonmises_pvalue_case3",
+    "cramervonmises_statistic",
+    "ks_statistic",
+    "prepare",
+    "qq_max_deviation",
+    "wasserstein1_to_normal",
 ]
 
 #: |z| beyond which the tail-mass ratio counts values.
@@ -140,8 +140,11 @@ def anderson_statistic(prep: Prepared) -> float:
     k = int(np.searchsorted(z, 0.0))  # below 0: F = t; from 0 on: 1 - F = t
     two_n = 2.0 * n
     total = (
-        np.dot(w[:k], log_small[:k]) + two_n * log_large[:k].sum() - np.dot(w[:k], log_large[:k])
-        + np.dot(w[k:], log_large[k:]) + two_n * log_small[k:].sum()
+        np.dot(w[:k], log_small[:k])
+        + two_n * log_large[:k].sum()
+        - np.dot(w[:k], log_large[:k])
+        + np.dot(w[k:], log_large[k:])
+        + two_n * log_small[k:].sum()
         - np.dot(w[k:], log_small[k:])
     )
     return float(-n - total / n)
@@ -259,8 +262,10 @@ def wasserstein1_to_normal(prep: Prepared) -> float:
         second = lv * (z1 - t) - (g1 - gt)  # <= 0
         total += float(np.sum(np.abs(first) + np.abs(second)))
     total += float(g[0])  # integral_{-inf}^{z_1} Phi
-    total += last_pdf - float(z[-1] * prep.tail[-1]) if z[-1] >= 0 else (
-        last_pdf - float(z[-1] * (1.0 - cdf[-1]))
+    total += (
+        last_pdf - float(z[-1] * prep.tail[-1])
+        if z[-1] >= 0
+        else (last_pdf - float(z[-1] * (1.0 - cdf[-1])))
     )  # integral_{z_n}^{inf} (1 - Phi)
     return total
 

@@ -29,11 +29,11 @@ from . import _norm_kernels as K
 from ._core import as_generator
 
 __all__ = [
-    "TESTS",
     "SHAPIRO_MAX",
+    "TESTS",
     "EffectSizes",
-    "normality",
     "effect_sizes",
+    "normality",
     "normality_with_effects",
 ]
 
@@ -195,7 +195,7 @@ def _skew_kurt(prep: K.Prepared, confidence: float) -> dict[str, float]:
 def _quantile_sorted(xs: np.ndarray, p: float) -> float:
     """numpy's default ('linear') quantile of an already sorted array."""
     pos = (xs.size - 1) * p
-    lo = int(math.floor(pos))
+    lo = math.floor(pos)
     hi = min(lo + 1, xs.size - 1)
     return float(xs[lo] + (pos - lo) * (xs[hi] - xs[lo]))
 
@@ -251,7 +251,9 @@ def _dagostino(prep: K.Prepared) -> tuple[float, float]:
     n = float(prep.n)
     b1 = prep.m3 / prep.m2**1.5
     y = b1 * math.sqrt(((n + 1) * (n + 3)) / (6.0 * (n - 2)))
-    beta2 = 3.0 * (n**2 + 27 * n - 70) * (n + 1) * (n + 3) / ((n - 2.0) * (n + 5) * (n + 7) * (n + 9))
+    beta2 = (
+        3.0 * (n**2 + 27 * n - 70) * (n + 1) * (n + 3) / ((n - 2.0) * (n + 5) * (n + 7) * (n + 9))
+    )
     w2 = -1 + math.sqrt(2 * (beta2 - 1))
     delta = 1 / math.sqrt(0.5 * math.log(w2))
     alpha = math.sqrt(2.0 / (w2 - 1))
@@ -264,7 +266,9 @@ def _dagostino(prep: K.Prepared) -> tuple[float, float]:
     varb2 = 24.0 * n * (n - 2) * (n - 3) / ((n + 1) * (n + 1.0) * (n + 3) * (n + 5))
     xk = (b2 - e) / math.sqrt(varb2)
     sqrtbeta1 = (
-        6.0 * (n * n - 5 * n + 2) / ((n + 7) * (n + 9))
+        6.0
+        * (n * n - 5 * n + 2)
+        / ((n + 7) * (n + 9))
         * math.sqrt((6.0 * (n + 3) * (n + 5)) / (n * (n - 2) * (n - 3)))
     )
     a = 6.0 + 8.0 / sqrtbeta1 * (2.0 / sqrtbeta1 + math.sqrt(1 + 4.0 / sqrtbeta1**2))

@@ -31,7 +31,7 @@ from scipy import optimize, special
 from .._validation import as_sample
 from ._core import check_int, check_positive
 
-__all__ = ["tail_summary", "hill_estimator", "TAIL_COLUMNS"]
+__all__ = ["TAIL_COLUMNS", "hill_estimator", "tail_summary"]
 
 TAIL_COLUMNS = [
     "side",
@@ -141,30 +141,36 @@ def _lognormal_truncated_fit(logs: np.ndarray, lxmin: float) -> tuple[float, flo
         return n * log_sigma + quad + n * log_norm
 
     start = np.array([m, math.log(max(math.sqrt(s2c / n), 1e-3))])
-    res = optimize.minimize(nll, start, method="Nelder-Mead",
-                            options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000})
+    res = optimize.minimize(
+        nll, start, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000}
+    )
     best = res.x
     # a second start from far below xmin, where a truncated lognormal mimics a power law
-    res2 = optimize.minimize(nll, np.array([lxmin - 3.0, math.log(2.0)]), method="Nelder-Mead",
-                             options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000})
+    res2 = optimize.minimize(
+        nll,
+        np.array([lxmin - 3.0, math.log(2.0)]),
+        method="Nelder-Mead",
+        options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000},
+    )
     if res2.fun < res.fun:
         best = res2.x
     return float(best[0]), float(math.exp(best[1]))
 
 
-def _side_row(side: str, y: np.ndarray, *, tail_fraction: float, max_candidates: int,
-              min_tail: int) -> dict[str, Any]:
+def _side_row(
+    side: str, y: np.ndarray, *, tail_fraction: float, max_candidates: int, min_tail: int
+) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(TAIL_COLUMNS, math.nan)
     row.update(side=side, n_side=int(y.size), n_tail=0, note="")
     y = y[y > 0]
-    k_max = int(math.floor(tail_fraction * y.size))
+    k_max = math.floor(tail_fraction * y.size)
     if k_max < min_tail:
         row["note"] = (
             f"too few values beyond the median on this side ({y.size}); at least "
             f"{math.ceil(min_tail / tail_fraction)} are needed"
         )
         return row
-    top = np.partition(y, y.size - k_max)[y.size - k_max:] if k_max < y.size else y
+    top = np.partition(y, y.size - k_max)[y.size - k_max :] if k_max < y.size else y
     logs_desc = np.log(np.sort(top)[::-1])
     ks = np.unique(np.geomspace(min_tail, k_max, num=max_candidates).round().astype(int))
     indices, dist = _candidate_ks(logs_desc, ks)
@@ -184,8 +190,13 @@ def _side_row(side: str, y: np.ndarray, *, tail_fraction: float, max_candidates:
     ll_exp = math.log(lam) - lam * (tail - xmin)
     mu, sigma = _lognormal_truncated_fit(logs, lxmin)
     u = (logs - mu) / sigma
-    ll_ln = (-logs - math.log(sigma) - _HALF_LOG_2PI - 0.5 * u * u
-             - float(special.log_ndtr((mu - lxmin) / sigma)))
+    ll_ln = (
+        -logs
+        - math.log(sigma)
+        - _HALF_LOG_2PI
+        - 0.5 * u * u
+        - float(special.log_ndtr((mu - lxmin) / sigma))
+    )
     r_ln, z_ln, p_ln = _vuong(ll_pl, ll_ln)
     r_ex, z_ex, p_ex = _vuong(ll_pl, ll_exp)
     row.update(
@@ -260,9 +271,19 @@ def tail_summary(
     arr = as_sample(x, name="x", min_size=1, nan_policy=nan_policy, allow_constant=True)
     med = float(np.median(arr))
     rows = [
-        _side_row("left", med - arr[arr < med], tail_fraction=tail_fraction,
-                  max_candidates=max_candidates, min_tail=min_tail),
-        _side_row("right", arr[arr > med] - med, tail_fraction=tail_fraction,
-                  max_candidates=max_candidates, min_tail=min_tail),
+        _side_row(
+            "left",
+            med - arr[arr < med],
+            tail_fraction=tail_fraction,
+            max_candidates=max_candidates,
+            min_tail=min_tail,
+        ),
+        _side_row(
+            "right",
+            arr[arr > med] - med,
+            tail_fraction=tail_fraction,
+            max_candidates=max_candidates,
+            min_tail=min_tail,
+        ),
     ]
     return pd.DataFrame(rows, columns=TAIL_COLUMNS)

@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from .._validation import as_sample
 from ..errors import (
     ConvergenceWarning,
     DegenerateDataWarning,
@@ -56,13 +55,13 @@ from .normality import EffectSizes, _effects, _prepare_sample
 
 __all__ = [
     "LABELS",
-    "ShapeVerdict",
-    "decide_shape",
-    "classify_shape",
-    "shape_verdict",
-    "mixture_separation",
-    "empirical_dip",
     "ModeSeparation",
+    "ShapeVerdict",
+    "classify_shape",
+    "decide_shape",
+    "empirical_dip",
+    "mixture_separation",
+    "shape_verdict",
 ]
 
 LABELS = ("gaussian", "heavy-tailed", "light-tailed", "skewed", "mixture", "degenerate")
@@ -264,8 +263,7 @@ def decide_shape(
     """
     if effects is None or effects.n < MIN_N:
         n = 0 if effects is None else effects.n
-        return ShapeVerdict("degenerate", f"only {n} values; at least {MIN_N} are needed.",
-                            effects)
+        return ShapeVerdict("degenerate", f"only {n} values; at least {MIN_N} are needed.", effects)
     if not effects.sd > 0 or not math.isfinite(effects.excess_kurtosis):
         return ShapeVerdict("degenerate", f"all {effects.n} values are equal.", effects)
 
@@ -277,8 +275,14 @@ def decide_shape(
             sep = mixture_separation(mixture.weights, mixture.means, mixture.sds)
     dip, ashman, minor = sep.dip, sep.ashman_d, sep.minor_weight
     emp = math.nan if empirical_dip is None else float(empirical_dip)
-    evidence = dict(effects=effects, mixture_k=k, mixture_dip=dip, mixture_ashman_d=ashman,
-                    mixture_minor_weight=minor, mixture_empirical_dip=emp)
+    evidence = {
+        "effects": effects,
+        "mixture_k": k,
+        "mixture_dip": dip,
+        "mixture_ashman_d": ashman,
+        "mixture_minor_weight": minor,
+        "mixture_empirical_dip": emp,
+    }
     e = effects
     skew_txt = f"skewness {e.skewness:.3g} {_fmt_ci(e.skewness_ci_low, e.skewness_ci_high)}"
     kurt_txt = (
@@ -287,8 +291,14 @@ def decide_shape(
     )
 
     data_valley = empirical_dip is None or emp <= DIP_MAX
-    if (k is not None and k >= 2 and dip <= DIP_MAX and data_valley
-            and minor >= MIN_SIDE_WEIGHT and ashman >= MIN_ASHMAN_D):
+    if (
+        k is not None
+        and k >= 2
+        and dip <= DIP_MAX
+        and data_valley
+        and minor >= MIN_SIDE_WEIGHT
+        and ashman >= MIN_ASHMAN_D
+    ):
         emp_txt = "" if empirical_dip is None else f" ({emp:.2f} in the data)"
         return ShapeVerdict(
             "mixture",
@@ -298,8 +308,11 @@ def decide_shape(
             **evidence,
         )
     skew_out = e.skewness_ci_low > SKEW_TOL or e.skewness_ci_high < -SKEW_TOL
-    if (skew_out and abs(e.quantile_skewness) >= QSKEW_TOL
-            and np.sign(e.quantile_skewness) == np.sign(e.skewness)):
+    if (
+        skew_out
+        and abs(e.quantile_skewness) >= QSKEW_TOL
+        and np.sign(e.quantile_skewness) == np.sign(e.skewness)
+    ):
         return ShapeVerdict(
             "skewed",
             f"{skew_txt} lies beyond +-{SKEW_TOL} and the 5%/95% quantile skewness is "
@@ -386,8 +399,9 @@ def classify_shape(
         mixture = None  # e.g. the subsample is constant: decide on the effect sizes alone
     emp = None
     if mixture is not None and mixture.k >= 2:
-        emp = empirical_dip(prep.xs, mixture_separation(mixture.weights, mixture.means,
-                                                        mixture.sds))
+        emp = empirical_dip(
+            prep.xs, mixture_separation(mixture.weights, mixture.means, mixture.sds)
+        )
     return decide_shape(effects, mixture, empirical_dip=emp)
 
 
@@ -402,4 +416,3 @@ def shape_verdict(x: Any, *, rng: Any = None) -> str:
     'light-tailed'
     """
     return classify_shape(x, rng=rng).label
-
