@@ -485,3 +485,13 @@ def test_distribution_iv(cls):
     cls(loc * 2, 1.0, validate_args=False)  # opt-out, as in torch.distributions
     with pytest.raises(InputDataError, match="`dim` must be an integer >= 2"):
         HypersphericalUniform(1)
+
+
+def test_vmf_second_derivative_through_the_sampler_raises_and_empty_batch_works():
+    k = t64(2.0).requires_grad_()
+    z = VonMisesFisher(t64([1.0, 0.0, 0.0]), k).rsample((5,))
+    (g,) = torch.autograd.grad(z[:, 0].sum(), k, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        g.backward()
+    empty = VonMisesFisher(torch.zeros(0, 3), torch.ones(0))
+    assert empty.rsample((2,)).shape == (2, 0, 3) and empty.kl_to_uniform().shape == (0,)

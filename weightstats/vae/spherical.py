@@ -31,6 +31,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 from torch.distributions import Distribution, constraints
 from torch.distributions.kl import register_kl
 
@@ -256,6 +257,7 @@ class _ImplicitAngle(torch.autograd.Function):
         return theta.clone()
 
     @staticmethod
+    @once_differentiable  # a second derivative through the sampler raises instead of lying
     def backward(ctx, grad):
         theta, kappa = ctx.saved_tensors
         if not ctx.needs_input_grad[1]:
