@@ -201,7 +201,10 @@ class LatentRecorder:
             )
         target = self._target() if self._is_module else self._target
         if target is None:
-            raise InputDataError("the encoder module was garbage-collected.")
+            raise InputDataError(
+                "the encoder given as `module_or_fn` no longer exists (the recorder holds only "
+                "a weak reference); keep a reference to it while recording."
+            )
         captured, labels = [], []
         modules = list(target.modules()) if self._is_module else []
         modes = [m.training for m in modules]
