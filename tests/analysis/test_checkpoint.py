@@ -237,3 +237,36 @@ def test_analyze_checkpoint_iv(ckpt_path, tmp_path):
         analyze_checkpoint(ckpt_path, jobs=0)
     with pytest.raises(CheckpointError, match="no such file"):
         analyze_checkpoint(tmp_path / "missing.pt")
+
+
+# --- parallel execution -------------------------------------------------------------------
+
+
+def _frame_for_compare(frame):
+    return frame.drop(columns=["checkpoint"]).reset_index(drop=True)
+
+
+@pytest.mark.slow
+def test_jobs_give_identical_frames(ckpt_path, tmp_path):
+    torch.save({"model": {"w": torch.randn(80, 40), "v": torch.randn(30, 30)}}, tmp_path / "b.pt")
+    paths = [ckpt_path, tmp_path / "b.pt"]
+    one = analyze_checkpoint(paths, max_samples=1500, seed=5, jobs=1)
+    two = analyze_checkpoint(paths, max_samples=1500, seed=5, jobs=2)
+    pd.testing.assert_frame_equal(one, two)
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_same_frame(ckpt_path):
+    distributed = pytest.importorskip("distributed")
+    one = analyze_checkpoint(ckpt_path, max_samples=1500, seed=2, jobs=1)
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster:
+        dask = analyze_checkpoint(ckpt_path, max_samples=1500, seed=2, scheduler=cluster.scheduler_address)
+    pd.testing.assert_frame_equal(one, dask)
+
+
+@pytest.mark.slow
+def test_unreachable_scheduler_is_input_error(ckpt_path):
+    pytest.importorskip("distributed")
+    with pytest.raises(InputDataError, match="Dask scheduler"):
+        analyze_checkpoint(ckpt_path, max_samples=1500, scheduler="tcp://127.0.0.1:9")

@@ -205,3 +205,16 @@ def test_unsafe_subprocess_one_line(tmp_path):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "--unsafe-allow-pickle" in proc.stderr
     assert not (tmp_path / "pwned").exists()
+
+
+def test_html_report_option(ckpt, tmp_path):
+    from helpers import importorskip
+
+    importorskip("weightstats.report.checkpoint_report")
+    html, js = tmp_path / "r.html", tmp_path / "r.json"
+    result = run(ckpt, "-o", html, "--json-report", js, "-q", "--max-samples", "1000")
+    assert result.exit_code == 0, result.output
+    assert "<html" in html.read_text().lower() and json.loads(js.read_text())
+    before = html.read_bytes()
+    assert_one_line_error(run(ckpt, "-o", html, "-q"), "exists", "--force")
+    assert html.read_bytes() == before

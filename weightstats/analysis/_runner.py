@@ -90,7 +90,7 @@ def _run_dask(remote, options, scheduler, allow_pickle, results, tick):
             fut = client.submit(analyze_by_name, path, allow_pickle, entry.name, dict(options),
                                 pure=False, key=f"weightstats-{i}-{entry.name}-{id(remote)}")
             futures[fut] = (i, entry.name)
-        for fut in dask_completed(list(futures)):
+        for fut in dask_completed(list(futures), loop=client.loop):
             results[futures[fut]] = fut.result()
             tick(1)
     finally:
