@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from weightstats.cli import main
 
 TINY = """{"name": "tiny", "seed": 0, "epochs": 1, "batch_size": 64,
- "record": {"coords": 128}, "analysis": {"max_samples": 500},
+ "record": {"coords": 128}, "analysis": {"max_samples": 300, "families": ["normal", "laplace"]},
  "models": [{"kind": "mlp", "widths": [[16, 8]]}], "inits": ["normal"],
  "optimizers": [{"name": "adam", "lrs": [0.001]}]}"""
 

@@ -21,7 +21,7 @@ TINY = {
     "epochs": 1,
     "batch_size": 64,
     "record": {"coords": 128},
-    "analysis": {"max_samples": 500},
+    "analysis": {"max_samples": 300, "families": ["normal", "laplace"]},
     "models": [{"kind": "mlp", "widths": [[16, 8]]}],
     "inits": ["kaiming-uniform"],
     "optimizers": [{"name": "sgd", "lrs": [0.1]}],
@@ -98,6 +98,7 @@ def test_quick_grid_end_to_end(tmp_path):
     assert res.results["run_id"].nunique() == len(expand_grid(load_config("quick")))
 
 
+@pytest.mark.slow
 def test_report_section_from_tiny_experiment(tmp_path):
     from weightstats.report.sections.clt import experiment_sections, write_clt_report
 
