@@ -170,3 +170,19 @@ def test_200_tensor_table_renders_small(rng):
     html = render_html(build_report("big", sections))
     assert html.count("<tr>") == 200 + 1 + len(_section(sections, "answer").blocks[1].frame) + 1
     assert len(html.encode()) < 2_000_000
+
+
+def test_engine_spellings_of_status_and_shape(frame, tensors):
+    # analyze_checkpoint writes status 'analysed' and shapes as text '[48, 160]'
+    engine_like = frame.assign(
+        status=frame["status"].replace({"analyzed": "analysed"}),
+        shape=[str(list(s)) for s in frame["shape"]],
+    ).iloc[[0, 5]]
+    sections = checkpoint_sections(engine_like, tensors.__getitem__, rng=0)
+    head = _section(sections, "answer").blocks[0]
+    assert head.numbers[0].value == 1  # fc1.weight analysed, fc3.bias degenerate
+    grid = _section(sections, "evidence").blocks[0]
+    assert len(grid.figures) == 4  # the text shape still gives the row-standardised view
+    html = render_html(__import__("weightstats.report.model", fromlist=["x"]).build_report(
+        "t", sections))
+    assert "48\u00d7160" in html

@@ -46,7 +46,7 @@ def test_tensor_figures_escape_names(rng):
 def test_model_figures(frame):
     d = frame[frame["status"] == "analyzed"].assign(role=lambda f: f["role"].where(
         f["tensor"] != "fc1.bias", EVIL))
-    for fig in (F.depth_figure(d, "excess_kurtosis", ylabel="k", title="t"),
+    for fig in (F.depth_figure(d, "excess_kurtosis", ylabel="k"),
                 F.verdict_strip_figure(d), F.kurtosis_fan_in_figure(d)):
         svg = _svg(fig)
         assert "<script" not in svg

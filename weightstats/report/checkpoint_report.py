@@ -22,12 +22,19 @@ def _meta(frame: pd.DataFrame) -> dict[str, Any]:
     if "checkpoint" in frame.columns and len(frame):
         names = pd.unique(frame["checkpoint"].astype(str))
         meta["checkpoint"] = ", ".join(names[:3]) + (" \u2026" if len(names) > 3 else "")
-    for key in ("format", "sha256", "seed", "versions"):
+    for key in ("format", "sha256", "seed"):
         if key in attrs:
             meta[key] = attrs[key]
+    versions = dict(attrs.get("versions", {}))
+    for key, value in attrs.items():  # "numpy_version": "2.4" -> versions["numpy"]
+        if key.endswith("_version"):
+            versions[key[: -len("_version")]] = value
     for key, value in attrs.items():  # anything else the analysis recorded, in its order
-        if key not in meta and isinstance(value, (str, int, float, dict)):
+        if key not in meta and not key.endswith("_version") and key != "versions" \
+                and isinstance(value, (str, int, float)):
             meta[key] = value
+    if versions:
+        meta["versions"] = versions
     return meta
 
 

@@ -338,9 +338,11 @@ def _depth_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 @_draw
 def depth_figure(
-    frame: pd.DataFrame, column: str, *, ylabel: str, title: str, reference: float | None = 0.0
+    frame: pd.DataFrame, column: str, *, ylabel: str, reference: float | None = 0.0
 ) -> MplFigure:
-    """A per-tensor quantity against depth (position in layer order), coloured by verdict."""
+    """A per-tensor quantity against depth (position in layer order), coloured by verdict.
+
+    The title is the report's (HTML) figure title; none is drawn inside."""
     d = _depth_frame(frame)
     fig, ax = _new((6.4, 3.0), right=0.78, left=0.11)
     for role, group in d.groupby("role", sort=False):
@@ -363,7 +365,6 @@ def depth_figure(
         ax.set_yscale("symlog", linthresh=1.0)
     ax.set_xlabel("depth (tensor index in layer order)")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _verdict_legend(ax, d["verdict"], roles=d["role"])
     _quiet_minor(ax)
@@ -394,6 +395,7 @@ def verdict_strip_figure(frame: pd.DataFrame) -> MplFigure:
     roles = list(pd.unique(d["role"]))
     height = 0.9 + 0.32 * len(roles)
     fig, ax = _new((6.4, max(height, 1.6)), right=0.78, left=0.17)
+    fig.subplots_adjust(top=0.95, bottom=0.55 / max(height, 1.6) + 0.1)
     ax.grid(False)
     ypos = {r: i for i, r in enumerate(roles)}
     ax.barh([ypos[r] for r in d["role"]], 1.0, left=d["depth"].to_numpy() - 0.5, height=0.8,
@@ -403,7 +405,7 @@ def verdict_strip_figure(frame: pd.DataFrame) -> MplFigure:
     ax.set_xlim(-0.5, max(len(d) - 0.5, 0.5))
     ax.set_ylim(len(roles) - 0.5, -0.5)
     ax.set_xlabel("depth (tensor index in layer order)")
-    ax.set_title("Verdict by layer")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.spines["left"].set_visible(False)
     _verdict_legend(ax, d["verdict"])
     return fig
@@ -428,7 +430,10 @@ def kurtosis_fan_in_figure(frame: pd.DataFrame) -> MplFigure:
         ax.set_yscale("symlog", linthresh=1.0)
     ax.set_xlabel("fan-in (log scale)")
     ax.set_ylabel("excess kurtosis")
-    ax.set_title("Kurtosis against fan-in")
+    fans = np.unique(d["fan_in"].astype(float))
+    if 0 < fans.size <= 8:  # few distinct fan-ins: label each one
+        ax.set_xticks(fans, [f"{int(f)}" for f in fans])
+        ax.set_xlim(fans.min() / 1.6, fans.max() * 1.6)
     if len(d):
         _verdict_legend(ax, d["verdict"], roles=d["role"])
     _quiet_minor(ax)

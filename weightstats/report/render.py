@@ -177,6 +177,7 @@ def _environment() -> jinja2.Environment:
     env.filters["fmt"] = format_value
     env.filters["sortkey"] = sort_key
     env.filters["verdict_class"] = verdict_class
+    env.filters["present"] = lambda value: not _is_missing(value)
     env.filters["datauri"] = data_uri
     env.globals["table_rows"] = _table_rows
     return env

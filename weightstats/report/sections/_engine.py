@@ -26,8 +26,10 @@ def fit_family(x: np.ndarray, family: str, rng: np.random.Generator) -> FitResul
 
 
 def mixture(x: np.ndarray, rng: np.random.Generator) -> MixtureFit:
-    """Gaussian mixture with K in 1..4 chosen by BIC (``select_gaussian_mixture``)."""
-    return select_gaussian_mixture(x, k_max=4, rng=rng)
+    """Gaussian mixture with K in 1..4 chosen by BIC, with the analysis's EM settings."""
+    from ...analysis.checkpoint import MIXTURE_OPTIONS
+
+    return select_gaussian_mixture(x, k_max=4, rng=rng, **MIXTURE_OPTIONS)
 
 
 def tail_sides(
