@@ -140,7 +140,10 @@ def _load_run(source: Any, epoch: int | None):
     elif epoch not in epochs:
         raise InputDataError(f"`epoch` {epoch} was not recorded; recorded epochs: {epochs}.")
     tensors = {k: v.detach().double().numpy() for k, v in store.latents(epoch).items()}
+    # what `weightstats vae compare` wrote: manifest user.vae at creation, recorders.vae after
+    # training (with the learned prior); either may be absent in other runs
     info = dict((store.manifest.get("user") or {}).get("vae") or {})
+    info.update((store.manifest.get("recorders") or {}).get("vae") or {})
     return tensors, info, int(epoch), store.path
 
 
