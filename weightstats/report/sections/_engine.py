@@ -8,11 +8,13 @@ computes a statistic itself.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable
 
 import numpy as np
 from scipy import special
 
+from ...errors import ConvergenceWarning
 from ...stats.fit import FitResult, fit
 from ...stats.mixture import MixtureFit, select_gaussian_mixture
 from ...stats.tails import tail_summary
@@ -29,7 +31,10 @@ def mixture(x: np.ndarray, rng: np.random.Generator) -> MixtureFit:
     """Gaussian mixture with K in 1..4 chosen by BIC, with the analysis's EM settings."""
     from ...analysis.checkpoint import MIXTURE_OPTIONS
 
-    return select_gaussian_mixture(x, k_max=4, rng=rng, **MIXTURE_OPTIONS)
+    with warnings.catch_warnings():
+        # as in the analysis: a capped EM is fine for an overlay; `converged` goes to the JSON
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return select_gaussian_mixture(x, k_max=4, rng=rng, **MIXTURE_OPTIONS)
 
 
 def tail_sides(
