@@ -201,3 +201,17 @@ class Browser:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+if __name__ == "__main__":  # screenshot of a report: python tests/browser/_cdp.py IN.html OUT.png
+    import pathlib
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: _cdp.py REPORT.html OUT.png")
+    with Browser() as browser:
+        browser.open(pathlib.Path(sys.argv[1]).resolve().as_uri())
+        browser.pump(0.5)
+        if browser.console_errors():
+            sys.exit(f"console errors: {browser.console_errors()}")
+        browser.screenshot(sys.argv[2])

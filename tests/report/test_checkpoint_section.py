@@ -59,15 +59,24 @@ def test_headline_counts_match_the_frame(sections, frame):
     total = analysed["numel"].sum()
     assert numbers["parameters analysed"].value == total
     gauss = analysed.loc[analysed["verdict"] == "gaussian", "numel"].sum()
-    assert numbers["of parameters gaussian"].value == pytest.approx(gauss / total)
-    assert numbers["of parameters gaussian"].detail_value == 2
+    mix = analysed.loc[analysed["verdict"] == "scale-mixture", "numel"].sum()
+    assert numbers["of parameters in Gaussian tensors"].value == pytest.approx(gauss / total)
+    assert numbers["of parameters in Gaussian tensors"].detail_value == 2
+    assert numbers["Gaussian per unit"].value == pytest.approx((gauss + mix) / total)
+    assert numbers["tensors not Gaussian"].value == 3
+    assert numbers["tensors not Gaussian"].detail_value == 1
     assert head.answer.startswith("Mostly:")  # 7,728 of 11,872 parameters are Gaussian
-    by = answer.blocks[1].frame
-    all_rows = by[by["role"] == "all"].set_index("verdict")
-    assert all_rows["tensors"].sum() == len(analysed)
-    assert all_rows["parameters"].sum() == total
-    bias = by[by["role"] == "bias"]
-    assert list(bias["verdict"]) == ["gaussian"] and bias["share_of_parameters"].iloc[0] == 1.0
+    counts, shares = answer.blocks[1].frame, answer.blocks[2].frame
+    assert list(counts["role"]) == ["all", "linear_weight", "bias"]
+    assert list(counts.columns) == ["role", "tensors", "gaussian", "scale-mixture",
+                                    "heavy-tailed", "light-tailed"]
+    row = counts.set_index("role").loc["all"]
+    assert row["tensors"] == len(analysed) == row.iloc[1:].sum()
+    assert counts.set_index("role").loc["bias", "gaussian"] == 1
+    s = shares.set_index("role")
+    assert s.loc["all", "parameters"] == total
+    assert s.loc["all", "gaussian"] == pytest.approx(gauss / total)
+    np.testing.assert_allclose(s.drop(columns="parameters").sum(axis=1), 1.0)
 
 
 def test_table_is_the_frame(sections, frame):
@@ -168,7 +177,8 @@ def test_200_tensor_table_renders_small(rng):
     from weightstats.report.model import build_report
 
     html = render_html(build_report("big", sections))
-    assert html.count("<tr>") == 200 + 1 + len(_section(sections, "answer").blocks[1].frame) + 1
+    # 200 tensor rows + header, and two 3-row summaries (all, weights, biases) + headers
+    assert html.count("<tr>") == 200 + 1 + 2 * (3 + 1)
     assert len(html.encode()) < 2_000_000
 
 

@@ -143,6 +143,34 @@ def _parameters_by(frame: pd.DataFrame) -> pd.DataFrame:
                                        "share_of_parameters"])
 
 
+def _crosstabs(by: pd.DataFrame) -> tuple[Table, Table]:
+    """Two compact role x verdict tables from the tidy counts: tensors, and share of parameters."""
+    verdicts = sorted(pd.unique(by["verdict"]), key=_verdict_rank)
+    roles = list(pd.unique(by["role"]))
+    totals = by.groupby("role", sort=False)[["tensors", "parameters"]].sum()
+    out = []
+    for value, fmt, key, title in (
+        ("tensors", "int", "by-verdict-tensors", "Tensors by role and verdict"),
+        ("share_of_parameters", "percent", "by-verdict-params",
+         "Share of each role's parameters by verdict"),
+    ):
+        wide = by.pivot(index="role", columns="verdict", values=value).reindex(
+            index=roles, columns=verdicts)
+        if value == "tensors":
+            wide = wide.fillna(0).astype(int)
+            lead = totals[["tensors"]].reindex(roles)
+            lead_cols = (Column("tensors", "tensors", "int", "Tensors of the role"),)
+        else:
+            wide = wide.fillna(0.0)
+            lead = totals[["parameters"]].reindex(roles)
+            lead_cols = (Column("parameters", "parameters", "params", "Parameters of the role"),)
+        table = pd.concat([lead, wide], axis=1).rename_axis(None, axis=1).reset_index()
+        cols = (Column("role", "role", "text"), *lead_cols,
+                *(Column(v, v, fmt) for v in verdicts))
+        out.append(Table(key, title, table, cols, interactive=False))
+    return out[0], out[1]
+
+
 def _answer(frame: pd.DataFrame) -> KeyNumbers:
     d = _analyzed(frame)
     n_params = float(d["numel"].astype(float).sum())
@@ -156,10 +184,17 @@ def _answer(frame: pd.DataFrame) -> KeyNumbers:
                           tuple(numbers))
     by_verdict = d.groupby("verdict")["numel"].agg(lambda s: s.astype(float).sum())
     counts = d["verdict"].value_counts()
-    for verdict in sorted(by_verdict.index, key=_verdict_rank):
-        numbers.append(KeyNumber(f"of parameters {verdict}", by_verdict[verdict] / n_params,
-                                 "percent", "tensor" if counts[verdict] == 1 else "tensors",
-                                 detail_value=int(counts[verdict])))
+    n_gauss = int(counts.get("gaussian", 0))
+    n_unit = n_gauss + int(counts.get("scale-mixture", 0))
+    numbers += [
+        KeyNumber("of parameters in Gaussian tensors", by_verdict.get("gaussian", 0.0) / n_params,
+                  "percent", "tensor" if n_gauss == 1 else "tensors", detail_value=n_gauss),
+        KeyNumber("Gaussian per unit", (by_verdict.get("gaussian", 0.0)
+                                        + by_verdict.get("scale-mixture", 0.0)) / n_params,
+                  "percent", "gaussian or scale-mixture tensors", detail_value=n_unit),
+        KeyNumber("tensors not Gaussian", len(d) - n_gauss, "int",
+                  "of them scale-mixture", detail_value=int(counts.get("scale-mixture", 0))),
+    ]
     share = by_verdict.get("gaussian", 0.0) / n_params
     unit_share = share + by_verdict.get("scale-mixture", 0.0) / n_params
     order = sorted(by_verdict.index, key=_verdict_rank)
@@ -342,12 +377,7 @@ def checkpoint_sections(
         summary="Counted over the analysed tensors; the evidence follows below.",
         blocks=(
             _answer(frame),
-            Table("by-verdict", "Tensors and parameters by role and verdict", by,
-                  (Column("role", "role", "text"), Column("verdict", "verdict", "verdict"),
-                   Column("tensors", "tensors", "int"),
-                   Column("parameters", "parameters", "params"),
-                   Column("share_of_parameters", "share of role's parameters", "percent")),
-                  caption="Role 'all' is the whole checkpoint.", interactive=False),
+            *_crosstabs(by),
         ),
     )
     tensors = SectionModel(
