@@ -121,26 +121,31 @@ class Browser:
         """Open a tab, watch console/log/network, emulate offline, and load `url`."""
         target = self.send("Target.createTarget", {"url": "about:blank"}, browser=True)
         attached = self.send(
-            "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True},
+            "Target.attachToTarget",
+            {"targetId": target["targetId"], "flatten": True},
             browser=True,
         )
         self.session = attached["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.send(f"{domain}.enable")
-        self.send("Network.emulateNetworkConditions",
-                  {"offline": True, "latency": 0, "downloadThroughput": -1,
-                   "uploadThroughput": -1})
-        self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        self.send(
+            "Network.emulateNetworkConditions",
+            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
         self.events.clear()
         self.send("Page.navigate", {"url": url})
         self.wait_for("Page.loadEventFired")
 
     def evaluate(self, expression: str) -> Any:
         """Evaluate JavaScript in the page and return its value (JSON-serialisable)."""
-        result = self.send("Runtime.evaluate",
-                           {"expression": expression, "returnByValue": True,
-                            "awaitPromise": True})
+        result = self.send(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -148,8 +153,10 @@ class Browser:
     def click(self, x: float, y: float) -> None:
         """A real mouse click (press and release) at viewport coordinates."""
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            self.send("Input.dispatchMouseEvent",
-                      {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
+            self.send(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1},
+            )
 
     def screenshot(self, path: str, *, full_page: bool = False) -> None:
         """Save a PNG of the viewport (or the whole page)."""
@@ -175,8 +182,11 @@ class Browser:
 
     def requests(self) -> list[str]:
         """URLs of every network request the page made (data: URIs included)."""
-        return [e["params"]["request"]["url"] for e in self.events
-                if e.get("method") == "Network.requestWillBeSent"]
+        return [
+            e["params"]["request"]["url"]
+            for e in self.events
+            if e.get("method") == "Network.requestWillBeSent"
+        ]
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:

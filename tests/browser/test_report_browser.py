@@ -11,7 +11,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from browser._cdp import Browser
 from helpers import skip_unless
 from report._synthetic import EVIL, draw_tensors, make_frame
@@ -27,8 +26,9 @@ def page(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     tensors = draw_tensors(np.random.default_rng(20261125))
     frame = make_frame(tensors)
-    path = write_checkpoint_report(frame, tensors.__getitem__, out / "report.html",
-                                   json_path=out / "report.json")
+    path = write_checkpoint_report(
+        frame, tensors.__getitem__, out / "report.html", json_path=out / "report.json"
+    )
     with Browser("chromium") as browser:
         browser.open(path.resolve().as_uri())
         browser.pump(0.5)  # let late console messages and image decodes arrive
@@ -48,7 +48,8 @@ def test_no_console_errors_and_no_network(page):
 def test_every_figure_loaded(page):
     browser, _, _ = page
     status = browser.evaluate(
-        "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+        "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])"
+    )
     assert len(status) >= 10
     assert all(done and w > 100 and h > 100 for done, w, h in status), status
 
@@ -57,7 +58,8 @@ def test_names_render_as_text(page):
     browser, _, _ = page
     cells = browser.evaluate(
         "Array.from(document.querySelectorAll('#tbl-tensors tbody td:first-child'))"
-        ".map(td => td.textContent)")
+        ".map(td => td.textContent)"
+    )
     assert EVIL in cells
     assert browser.evaluate("document.querySelectorAll('script').length") == 1
     assert browser.evaluate("typeof window.alert") == "function"  # page still intact
@@ -66,18 +68,23 @@ def test_names_render_as_text(page):
 def _column(browser, index):
     return browser.evaluate(
         f"Array.from(document.querySelectorAll('#tbl-tensors tbody tr'))"
-        f".map(r => r.cells[{index}].getAttribute('data-v'))")
+        f".map(r => r.cells[{index}].getAttribute('data-v'))"
+    )
 
 
 def test_table_sorts_when_a_header_is_clicked(page):
     browser, _, frame = page
     headers = browser.evaluate(
-        "Array.from(document.querySelectorAll('#tbl-tensors thead th')).map(th => th.textContent.trim())")
+        "Array.from(document.querySelectorAll('#tbl-tensors thead th'))"
+        ".map(th => th.textContent.trim())"
+    )
     index = headers.index("ex. kurtosis")
     box = browser.evaluate(
         f"(() => {{ const b = document.querySelectorAll('#tbl-tensors thead th button')[{index}];"
         f" b.scrollIntoView({{block: 'center', inline: 'center'}});"
-        f" const r = b.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()")
+        f" const r = b.getBoundingClientRect();"
+        f" return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+    )
     browser.click(*box)
     values = _column(browser, index)
     finite = [float(v) for v in values if v != ""]
@@ -87,7 +94,8 @@ def test_table_sorts_when_a_header_is_clicked(page):
     finite = [float(v) for v in _column(browser, index) if v != ""]
     assert finite == sorted(frame["excess_kurtosis"].dropna(), reverse=True)
     sort_state = browser.evaluate(
-        f"document.querySelectorAll('#tbl-tensors thead th')[{index}].getAttribute('aria-sort')")
+        f"document.querySelectorAll('#tbl-tensors thead th')[{index}].getAttribute('aria-sort')"
+    )
     assert sort_state == "descending"
 
 
@@ -97,13 +105,18 @@ def test_filter_box_hides_rows(page):
     browser.send("Input.insertText", {"text": "light"})  # typed as a person would
     shown = browser.evaluate(
         "Array.from(document.querySelectorAll('#tbl-tensors tbody tr'))"
-        ".filter(r => !r.hidden).map(r => r.cells[0].textContent)")
+        ".filter(r => !r.hidden).map(r => r.cells[0].textContent)"
+    )
     assert shown == ["fc3.weight"]
     assert browser.evaluate("document.querySelector('.count').textContent") == "1 of 6 rows"
-    browser.evaluate("(() => { const i = document.querySelector('input.filter'); i.value = '';"
-                     " i.dispatchEvent(new Event('input')); })()")
-    assert browser.evaluate(
-        "document.querySelectorAll('#tbl-tensors tbody tr:not([hidden])').length") == 6
+    browser.evaluate(
+        "(() => { const i = document.querySelector('input.filter'); i.value = '';"
+        " i.dispatchEvent(new Event('input')); })()"
+    )
+    assert (
+        browser.evaluate("document.querySelectorAll('#tbl-tensors tbody tr:not([hidden])').length")
+        == 6
+    )
 
 
 def test_json_report_matches_the_page(page):

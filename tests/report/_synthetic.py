@@ -14,10 +14,29 @@ import pandas as pd
 from scipy import stats as sps
 
 COLUMNS = [
-    "checkpoint", "tensor", "shape", "dtype", "numel", "role", "fan_in", "n_used",
-    "best_family", "delta_bic_normal", "skewness", "excess_kurtosis", "wasserstein1",
-    "tail_mass_ratio", "tail_index", "verdict_pooled", "verdict_rowwise", "verdict",
-    "row_sw_pass_rate", "ks_kaiming_uniform", "ks_normal_init", "status", "note",
+    "checkpoint",
+    "tensor",
+    "shape",
+    "dtype",
+    "numel",
+    "role",
+    "fan_in",
+    "n_used",
+    "best_family",
+    "delta_bic_normal",
+    "skewness",
+    "excess_kurtosis",
+    "wasserstein1",
+    "tail_mass_ratio",
+    "tail_index",
+    "verdict_pooled",
+    "verdict_rowwise",
+    "verdict",
+    "row_sw_pass_rate",
+    "ks_kaiming_uniform",
+    "ks_normal_init",
+    "status",
+    "note",
 ]
 
 EVIL = "<script>alert(1)</script>"
@@ -40,14 +59,31 @@ def _row_stats(name: str, x: np.ndarray) -> dict:
     flat = x.reshape(-1)
     role = "bias" if x.ndim == 1 else "linear_weight"
     fan_in = int(np.prod(x.shape[1:])) if x.ndim > 1 else math.nan
-    row = {"tensor": name, "shape": tuple(x.shape), "dtype": "float32", "numel": flat.size,
-           "role": role, "fan_in": fan_in, "note": ""}
+    row = {
+        "tensor": name,
+        "shape": tuple(x.shape),
+        "dtype": "float32",
+        "numel": flat.size,
+        "role": role,
+        "fan_in": fan_in,
+        "note": "",
+    }
     if flat.min() == flat.max():
-        row.update(status="degenerate", verdict="degenerate", verdict_pooled="degenerate",
-                   verdict_rowwise="degenerate", n_used=flat.size, note="constant")
+        row.update(
+            status="degenerate",
+            verdict="degenerate",
+            verdict_pooled="degenerate",
+            verdict_rowwise="degenerate",
+            n_used=flat.size,
+            note="constant",
+        )
         return row
-    fams = {"normal": sps.norm, "laplace": sps.laplace, "logistic": sps.logistic,
-            "uniform": sps.uniform}
+    fams = {
+        "normal": sps.norm,
+        "laplace": sps.laplace,
+        "logistic": sps.logistic,
+        "uniform": sps.uniform,
+    }
     bic = {}
     for fam, dist in fams.items():
         params = dist.fit(flat)
@@ -68,15 +104,23 @@ def _row_stats(name: str, x: np.ndarray) -> dict:
     final = "scale-mixture" if verdict == "heavy-tailed" and rowwise == "gaussian" else verdict
     a = np.sort(np.abs(flat))[::-1]
     k = int(math.ceil(math.sqrt(a.size)))
-    bound = 1 / math.sqrt(fan_in) if fan_in == fan_in else 1.0
+    bound = 1 / math.sqrt(fan_in) if not math.isnan(fan_in) else 1.0
     row.update(
-        status="analyzed", n_used=flat.size, best_family=best,
-        delta_bic_normal=float(bic["normal"] - bic[best]), skewness=float(sps.skew(flat)),
+        status="analyzed",
+        n_used=flat.size,
+        best_family=best,
+        delta_bic_normal=float(bic["normal"] - bic[best]),
+        skewness=float(sps.skew(flat)),
         excess_kurtosis=kurt,
-        wasserstein1=float(sps.wasserstein_distance(z, sps.norm.ppf((np.arange(z.size) + 0.5) / z.size))),
+        wasserstein1=float(
+            sps.wasserstein_distance(z, sps.norm.ppf((np.arange(z.size) + 0.5) / z.size))
+        ),
         tail_mass_ratio=float(np.mean(np.abs(z) > 3) / (2 * sps.norm.sf(3))),
         tail_index=float(1 / np.mean(np.log(a[:k] / a[k]))),
-        verdict_pooled=verdict, verdict_rowwise=rowwise, verdict=final, row_sw_pass_rate=sw,
+        verdict_pooled=verdict,
+        verdict_rowwise=rowwise,
+        verdict=final,
+        row_sw_pass_rate=sw,
         ks_kaiming_uniform=float(sps.kstest(flat, sps.uniform(-bound, 2 * bound).cdf).statistic),
         ks_normal_init=float(sps.kstest(flat, sps.norm(flat.mean(), flat.std()).cdf).statistic),
     )
@@ -88,30 +132,49 @@ def make_frame(tensors: dict[str, np.ndarray], checkpoint: str = "synthetic.safe
     rows = [_row_stats(name, x) for name, x in tensors.items()]
     frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
     frame["checkpoint"] = checkpoint
-    frame.attrs.update(seed=0, sha256="0" * 64, versions={"weightstats": "test", "numpy": np.__version__})
+    frame.attrs.update(
+        seed=0, sha256="0" * 64, versions={"weightstats": "test", "numpy": np.__version__}
+    )
     return frame
 
 
 def big_frame(n: int, rng: np.random.Generator):
     """An `n`-tensor frame (numbers drawn, not computed) and a values() that draws on demand."""
-    verdicts = np.array(["gaussian"] * 6 + ["heavy-tailed", "scale-mixture", "light-tailed", "mixture"])
+    verdicts = np.array(
+        ["gaussian"] * 6 + ["heavy-tailed", "scale-mixture", "light-tailed", "mixture"]
+    )
     rows = []
     for i in range(n):
         is_bias = i % 2 == 1
         shape = (256,) if is_bias else (256, 256)
         v = str(rng.choice(verdicts))
-        rows.append({
-            "checkpoint": "big.safetensors", "tensor": f"layers.{i // 2}.{'bias' if is_bias else 'weight'}",
-            "shape": shape, "dtype": "float32", "numel": int(np.prod(shape)),
-            "role": "bias" if is_bias else "linear_weight", "fan_in": math.nan if is_bias else 256,
-            "n_used": int(np.prod(shape)), "best_family": "t" if v != "gaussian" else "normal",
-            "delta_bic_normal": float(rng.exponential(50)), "skewness": float(rng.normal(0, 0.05)),
-            "excess_kurtosis": float(rng.normal(0.5, 1.0)), "wasserstein1": float(rng.exponential(0.02)),
-            "tail_mass_ratio": float(rng.lognormal(0, 0.3)), "tail_index": float(rng.uniform(2, 8)),
-            "verdict_pooled": v, "verdict_rowwise": v, "verdict": v,
-            "row_sw_pass_rate": float(rng.uniform(0.8, 1)), "ks_kaiming_uniform": float(rng.uniform(0, 0.2)),
-            "ks_normal_init": float(rng.uniform(0, 0.05)), "status": "analyzed", "note": "",
-        })
+        rows.append(
+            {
+                "checkpoint": "big.safetensors",
+                "tensor": f"layers.{i // 2}.{'bias' if is_bias else 'weight'}",
+                "shape": shape,
+                "dtype": "float32",
+                "numel": int(np.prod(shape)),
+                "role": "bias" if is_bias else "linear_weight",
+                "fan_in": math.nan if is_bias else 256,
+                "n_used": int(np.prod(shape)),
+                "best_family": "t" if v != "gaussian" else "normal",
+                "delta_bic_normal": float(rng.exponential(50)),
+                "skewness": float(rng.normal(0, 0.05)),
+                "excess_kurtosis": float(rng.normal(0.5, 1.0)),
+                "wasserstein1": float(rng.exponential(0.02)),
+                "tail_mass_ratio": float(rng.lognormal(0, 0.3)),
+                "tail_index": float(rng.uniform(2, 8)),
+                "verdict_pooled": v,
+                "verdict_rowwise": v,
+                "verdict": v,
+                "row_sw_pass_rate": float(rng.uniform(0.8, 1)),
+                "ks_kaiming_uniform": float(rng.uniform(0, 0.2)),
+                "ks_normal_init": float(rng.uniform(0, 0.05)),
+                "status": "analyzed",
+                "note": "",
+            }
+        )
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame.attrs.update(seed=1, sha256="f" * 64)
     shapes = dict(zip(frame["tensor"], frame["shape"]))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from report._synthetic import draw_tensors, make_frame
 
 

@@ -6,31 +6,49 @@ import json
 
 import numpy as np
 import pytest
-
 from report._synthetic import big_frame
+
 from weightstats.errors import InputDataError
 from weightstats.report.checkpoint_report import _meta, checkpoint_report, write_checkpoint_report
 
 
 def test_meta_groups_versions_and_keeps_provenance(frame):
-    engine_attrs = {"numpy_version": "2.4", "torch_version": "2.13", "seed": 7,
-                    "sha256": "ab" * 32, "checkpoints": [{"checkpoint": "x"}], "min_numel": 64}
+    engine_attrs = {
+        "numpy_version": "2.4",
+        "torch_version": "2.13",
+        "seed": 7,
+        "sha256": "ab" * 32,
+        "checkpoints": [{"checkpoint": "x"}],
+        "min_numel": 64,
+    }
     f = frame.copy()
     f.attrs = engine_attrs
     meta = _meta(f)
-    assert meta == {"checkpoint": "synthetic.safetensors", "sha256": "ab" * 32, "seed": 7,
-                    "min_numel": 64, "versions": {"numpy": "2.4", "torch": "2.13"}}
+    assert meta == {
+        "checkpoint": "synthetic.safetensors",
+        "sha256": "ab" * 32,
+        "seed": 7,
+        "min_numel": 64,
+        "versions": {"numpy": "2.4", "torch": "2.13"},
+    }
 
 
 def test_write_checkpoint_report(tmp_path, frame, tensors):
-    out = write_checkpoint_report(frame.iloc[[1, 5]], tensors.__getitem__, tmp_path / "r.html",
-                                  json_path=tmp_path / "r.json")
+    out = write_checkpoint_report(
+        frame.iloc[[1, 5]], tensors.__getitem__, tmp_path / "r.html", json_path=tmp_path / "r.json"
+    )
     assert out == tmp_path / "r.html"
     html = out.read_text()
     assert "<title>Are the weights of synthetic.safetensors Gaussian?</title>" in html
     data = json.loads((tmp_path / "r.json").read_text())
-    assert [s["key"] for s in data["sections"]] == ["answer", "tensors", "evidence", "model",
-                                                    "meaning", "methods"]
+    assert [s["key"] for s in data["sections"]] == [
+        "answer",
+        "tensors",
+        "evidence",
+        "model",
+        "meaning",
+        "methods",
+    ]
     with pytest.raises(InputDataError, match="already exists"):
         write_checkpoint_report(frame, tensors.__getitem__, out)
     with pytest.raises(InputDataError, match="must be the DataFrame"):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from report._synthetic import EVIL, big_frame
 from scipy import stats as sps
 
-from report._synthetic import EVIL, big_frame
 from weightstats.errors import CheckpointError, InputDataError
 from weightstats.report.model import FigureGrid, KeyNumbers, Prose, Table
 from weightstats.report.render import render_html, render_json
@@ -23,8 +22,14 @@ def _section(sections, key):
 
 
 def test_sections_in_order(sections):
-    assert [s.key for s in sections] == ["answer", "tensors", "evidence", "model", "meaning",
-                                         "methods"]
+    assert [s.key for s in sections] == [
+        "answer",
+        "tensors",
+        "evidence",
+        "model",
+        "meaning",
+        "methods",
+    ]
 
 
 def test_synthetic_truth_is_what_the_frame_says(frame):
@@ -68,8 +73,14 @@ def test_headline_counts_match_the_frame(sections, frame):
     assert head.answer.startswith("Mostly:")  # 7,728 of 11,872 parameters are Gaussian
     counts, shares = answer.blocks[1].frame, answer.blocks[2].frame
     assert list(counts["role"]) == ["all", "linear_weight", "bias"]
-    assert list(counts.columns) == ["role", "tensors", "gaussian", "scale-mixture",
-                                    "heavy-tailed", "light-tailed"]
+    assert list(counts.columns) == [
+        "role",
+        "tensors",
+        "gaussian",
+        "scale-mixture",
+        "heavy-tailed",
+        "light-tailed",
+    ]
     row = counts.set_index("role").loc["all"]
     assert row["tensors"] == len(analysed) == row.iloc[1:].sum()
     assert counts.set_index("role").loc["bias", "gaussian"] == 1
@@ -112,9 +123,13 @@ def test_rowwise_figure_separates_the_scale_mixture(sections):
 
 def test_meaning_covers_present_verdicts_only(sections):
     titles = [b.title for b in _section(sections, "meaning").blocks if isinstance(b, Prose)]
-    assert titles == ["What 'gaussian' means", "What 'scale-mixture' means",
-                      "What 'heavy-tailed' means", "What 'light-tailed' means",
-                      "Why p-values are not the verdict"]
+    assert titles == [
+        "What 'gaussian' means",
+        "What 'scale-mixture' means",
+        "What 'heavy-tailed' means",
+        "What 'light-tailed' means",
+        "Why p-values are not the verdict",
+    ]
 
 
 def test_evil_name_escaped_in_html_svg_and_json(report):
@@ -123,8 +138,10 @@ def test_evil_name_escaped_in_html_svg_and_json(report):
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 3  # table, grid title, meta?
     for fig in report.figures():
         assert b"<script" not in fig.data
-    svgs = [base64.b64decode(chunk) for chunk in
-            __import__("re").findall(r"data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)", html)]
+    svgs = [
+        base64.b64decode(chunk)
+        for chunk in __import__("re").findall(r"data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)", html)
+    ]
     assert len(svgs) == len(report.figures())
     assert any(b"&lt;script&gt;alert(1)&lt;/script&gt;" in s for s in svgs)
     data = json.loads(render_json(report))
@@ -167,8 +184,9 @@ def test_no_analysed_tensor(frame, tensors):
     sections = checkpoint_sections(only, tensors.__getitem__)
     head = _section(sections, "answer").blocks[0]
     assert head.answer.startswith("No tensor could be analysed")
-    assert render_html(__import__("weightstats.report.model", fromlist=["x"]).build_report(
-        "t", sections))
+    assert render_html(
+        __import__("weightstats.report.model", fromlist=["x"]).build_report("t", sections)
+    )
 
 
 def test_200_tensor_table_renders_small(rng):
@@ -193,6 +211,7 @@ def test_engine_spellings_of_status_and_shape(frame, tensors):
     assert head.numbers[0].value == 1  # fc1.weight analysed, fc3.bias degenerate
     grid = _section(sections, "evidence").blocks[0]
     assert len(grid.figures) == 4  # the text shape still gives the row-standardised view
-    html = render_html(__import__("weightstats.report.model", fromlist=["x"]).build_report(
-        "t", sections))
+    html = render_html(
+        __import__("weightstats.report.model", fromlist=["x"]).build_report("t", sections)
+    )
     assert "48\u00d7160" in html

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
+from report._synthetic import EVIL
 from scipy import stats as sps
 
-from report._synthetic import EVIL
 from weightstats.report import figures as F
 from weightstats.report.sections import _engine
 
@@ -44,10 +43,14 @@ def test_tensor_figures_escape_names(rng):
 
 
 def test_model_figures(frame):
-    d = frame[frame["status"] == "analyzed"].assign(role=lambda f: f["role"].where(
-        f["tensor"] != "fc1.bias", EVIL))
-    for fig in (F.depth_figure(d, "excess_kurtosis", ylabel="k"),
-                F.verdict_strip_figure(d), F.kurtosis_fan_in_figure(d)):
+    d = frame[frame["status"] == "analyzed"].assign(
+        role=lambda f: f["role"].where(f["tensor"] != "fc1.bias", EVIL)
+    )
+    for fig in (
+        F.depth_figure(d, "excess_kurtosis", ylabel="k"),
+        F.verdict_strip_figure(d),
+        F.kurtosis_fan_in_figure(d),
+    ):
         svg = _svg(fig)
         assert "<script" not in svg
 
@@ -78,8 +81,11 @@ def test_histogram_density_matches_numpy(rng):
     x = rng.normal(size=5000)
     fig = F.histogram_figure(x, name="n", curves=[], bins=40)
     stairs = fig.axes[0].patches[0]
-    dens, edges = np.histogram(x, bins=np.linspace(x.min() - 0.02 * np.ptp(x),
-                                                   x.max() + 0.02 * np.ptp(x), 41), density=True)
+    dens, edges = np.histogram(
+        x,
+        bins=np.linspace(x.min() - 0.02 * np.ptp(x), x.max() + 0.02 * np.ptp(x), 41),
+        density=True,
+    )
     np.testing.assert_allclose(stairs.get_data().values, dens)
     np.testing.assert_allclose(stairs.get_data().edges, edges)
 
@@ -89,6 +95,9 @@ def test_verdict_colours_match_the_css():
 
     css = files("weightstats").joinpath("report/templates/report.css").read_text()
     for verdict, colour in F.VERDICT_COLORS.items():
-        css_var = {"heavy-tailed": "heavy", "scale-mixture": "scalemix",
-                   "light-tailed": "light"}.get(verdict, verdict)
+        css_var = {
+            "heavy-tailed": "heavy",
+            "scale-mixture": "scalemix",
+            "light-tailed": "light",
+        }.get(verdict, verdict)
         assert f"--{css_var}: {colour};" in css

@@ -12,8 +12,8 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-
 from report._synthetic import EVIL
+
 from weightstats.errors import InputDataError
 from weightstats.report import render
 from weightstats.report.model import Column, Figure, Prose, SectionModel, Table, build_report
@@ -53,13 +53,24 @@ def test_sort_key_is_raw_number():
 
 def _tiny_report(name: str = EVIL) -> object:
     frame = pd.DataFrame({"tensor": [name, "b"], "kurt": [1.25, math.nan], "n": [10, 20]})
-    table = Table("t", "Tensors", frame,
-                  (Column("tensor", "tensor", "text"), Column("kurt", "kurt", "fixed2"),
-                   Column("n", "n", "int")))
-    fig = Figure("f", f"title {name}", b"<svg xmlns='http://www.w3.org/2000/svg'/>",
-                 caption=name, values={"x": math.nan, "arr": np.arange(2)})
-    section = SectionModel("s", f"Section {name}", (table, fig, Prose(name, (name,))),
-                           summary=name)
+    table = Table(
+        "t",
+        "Tensors",
+        frame,
+        (
+            Column("tensor", "tensor", "text"),
+            Column("kurt", "kurt", "fixed2"),
+            Column("n", "n", "int"),
+        ),
+    )
+    fig = Figure(
+        "f",
+        f"title {name}",
+        b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+        caption=name,
+        values={"x": math.nan, "arr": np.arange(2)},
+    )
+    section = SectionModel("s", f"Section {name}", (table, fig, Prose(name, (name,))), summary=name)
     return build_report(f"Report {name}", [section], {"checkpoint": name, "seed": 3})
 
 

@@ -1,9 +1,10 @@
-"""The checkpoint report in one call, for the ``weightstats analyze CKPT -o report.html`` command."""
+"""The checkpoint report in one call, for ``weightstats analyze CKPT -o report.html``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,8 +31,12 @@ def _meta(frame: pd.DataFrame) -> dict[str, Any]:
         if key.endswith("_version"):
             versions[key[: -len("_version")]] = value
     for key, value in attrs.items():  # anything else the analysis recorded, in its order
-        if key not in meta and not key.endswith("_version") and key != "versions" \
-                and isinstance(value, (str, int, float)):
+        if (
+            key not in meta
+            and not key.endswith("_version")
+            and key != "versions"
+            and isinstance(value, (str, int, float))
+        ):
             meta[key] = value
     if versions:
         meta["versions"] = versions
@@ -55,8 +60,11 @@ def checkpoint_report(
     if rng is None:
         rng = frame.attrs.get("seed", 0)
     if title is None:
-        title = f"Are the weights of {meta['checkpoint']} Gaussian?" if "checkpoint" in meta \
+        title = (
+            f"Are the weights of {meta['checkpoint']} Gaussian?"
+            if "checkpoint" in meta
             else "Are these weights Gaussian?"
+        )
     sections = checkpoint_sections(frame, values, max_tensors=max_tensors, rng=rng)
     return build_report(title, sections, meta)
 

@@ -13,7 +13,8 @@ length before a name is drawn.
 from __future__ import annotations
 
 import io
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -25,17 +26,17 @@ from scipy import stats as sps
 from .model import Figure
 
 __all__ = [
-    "VERDICT_COLORS",
     "ROLE_MARKERS",
-    "plain",
+    "VERDICT_COLORS",
+    "depth_figure",
     "encode",
     "histogram_figure",
-    "qq_figure",
-    "survival_figure",
-    "rowwise_figure",
-    "depth_figure",
-    "verdict_strip_figure",
     "kurtosis_fan_in_figure",
+    "plain",
+    "qq_figure",
+    "rowwise_figure",
+    "survival_figure",
+    "verdict_strip_figure",
 ]
 
 #: Same colours as the badges in report.css.
@@ -106,7 +107,9 @@ def _new(
     return fig, fig.add_subplot()
 
 
-_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+_SUPERSCRIPT = str.maketrans(
+    "-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
+)
 
 
 def _power_label(value: float, _pos: Any = None) -> str:
@@ -191,16 +194,29 @@ def histogram_figure(
     span = hi - lo
     edges = np.linspace(lo - 0.02 * span, hi + 0.02 * span, bins + 1)
     dens, _ = np.histogram(x, bins=edges, density=True)
-    ax.stairs(dens, edges, fill=True, color="#c9d3e3", edgecolor="#8796b0", linewidth=0.5,
-              label=f"data (n = {x.size:,})")
+    ax.stairs(
+        dens,
+        edges,
+        fill=True,
+        color="#c9d3e3",
+        edgecolor="#8796b0",
+        linewidth=0.5,
+        label=f"data (n = {x.size:,})",
+    )
     grid = np.linspace(edges[0], edges[-1], 600)
     positive = dens[dens > 0]
     floor = positive.min() / 3 if positive.size else 1e-6
     for label, pdf, color, style in curves:
         with np.errstate(all="ignore"):
             y = np.asarray(pdf(grid), dtype=float)
-        ax.plot(grid, np.where(y > floor / 10, y, np.nan), color=color, linestyle=style,
-                linewidth=1.3, label=label)
+        ax.plot(
+            grid,
+            np.where(y > floor / 10, y, np.nan),
+            color=color,
+            linestyle=style,
+            linewidth=1.3,
+            label=label,
+        )
     ax.set_yscale("log")
     ax.set_ylim(floor, (positive.max() if positive.size else 1.0) * 2.5)
     ax.set_xlabel("value")
@@ -230,11 +246,19 @@ def qq_figure(x: np.ndarray, *, name: str, loc: float, scale: float) -> MplFigur
     n = xs.size
     ranks = _plotting_ranks(n)
     theo = sps.norm.ppf((ranks + 0.5) / n)  # Hazen plotting positions
-    ax.plot(theo, xs[ranks], "o", markersize=2.3, color="#2a5db0", alpha=0.85,
-            label="standardised sample")
+    ax.plot(
+        theo,
+        xs[ranks],
+        "o",
+        markersize=2.3,
+        color="#2a5db0",
+        alpha=0.85,
+        label="standardised sample",
+    )
     lim = float(max(np.abs(theo).max(), 1.0))
-    ax.plot([-lim, lim], [-lim, lim], color="#4a5160", linewidth=0.9, linestyle="--",
-            label="normal")
+    ax.plot(
+        [-lim, lim], [-lim, lim], color="#4a5160", linewidth=0.9, linestyle="--", label="normal"
+    )
     ax.set_xlabel("normal quantile")
     ax.set_ylabel("sample quantile (standardised)")
     ax.set_title(plain(name))
@@ -266,19 +290,37 @@ def survival_figure(sides: Sequence[Mapping[str, Any]], *, name: str) -> MplFigu
         color = colors.get(side["label"], "#4a5160")
         # upper half of each side only: the bulk says nothing about the tail
         ranks = np.unique(np.round(np.geomspace(1, max(n // 2, 1), 250)).astype(int)) - 1
-        ax.plot(y[ranks], (ranks + 1) / n, "o", markersize=2.0, color=color, alpha=0.85,
-                label=f"{side['label']} tail (data)")
+        ax.plot(
+            y[ranks],
+            (ranks + 1) / n,
+            "o",
+            markersize=2.0,
+            color=color,
+            alpha=0.85,
+            label=f"{side['label']} tail (data)",
+        )
         t = np.geomspace(y[ranks[-1]], y[0] * 1.3, 200)
         with np.errstate(all="ignore"):
             ns = np.asarray(side["normal_sf"](t), dtype=float)
-        ax.plot(t, np.where(ns > 0.2 / n, ns, np.nan), color=color, linestyle="--",
-                linewidth=0.9, alpha=0.8)
+        ax.plot(
+            t,
+            np.where(ns > 0.2 / n, ns, np.nan),
+            color=color,
+            linestyle="--",
+            linewidth=0.9,
+            alpha=0.8,
+        )
         tail = side.get("tail")
         if tail is not None:
             a, u, mass = tail
             tt = np.geomspace(u, y[0] * 1.3, 60)
-            ax.plot(tt, mass * (tt / u) ** (-a), color=color, linewidth=1.6,
-                    label=f"{side['label']} Hill, \u03b1 = {a:.2f}")
+            ax.plot(
+                tt,
+                mass * (tt / u) ** (-a),
+                color=color,
+                linewidth=1.6,
+                label=f"{side['label']} Hill, \u03b1 = {a:.2f}",
+            )
         n_min, t_max = min(n_min, n), max(t_max, y[0])
     if np.isfinite(n_min):
         ax.set_ylim(0.4 / n_min, 0.8)
@@ -318,8 +360,9 @@ def rowwise_figure(
             floor = min(floor, dens[dens > 0].min())
         ax.stairs(dens, edges, color=color, linewidth=1.2, label=label)
     grid = np.linspace(-lim, lim, 400)
-    ax.plot(grid, sps.norm.pdf(grid), color="#4a5160", linestyle="--", linewidth=1.0,
-            label="N(0, 1)")
+    ax.plot(
+        grid, sps.norm.pdf(grid), color="#4a5160", linestyle="--", linewidth=1.0, label="N(0, 1)"
+    )
     ax.set_yscale("log")
     ax.set_ylim(floor / 3 if np.isfinite(floor) else 1e-5, 1.0)
     ax.set_xlabel("standardised value")
@@ -375,14 +418,28 @@ def _verdict_legend(ax: Any, verdicts: pd.Series, roles: pd.Series | None = None
     from matplotlib.lines import Line2D
 
     handles = [
-        Line2D([], [], marker="o", linestyle="", color=VERDICT_COLORS.get(v, _OTHER),
-               markersize=5, label=plain(v, 20))
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            color=VERDICT_COLORS.get(v, _OTHER),
+            markersize=5,
+            label=plain(v, 20),
+        )
         for v in pd.unique(verdicts)
     ]
     if roles is not None:
         handles += [
-            Line2D([], [], marker=ROLE_MARKERS.get(str(r), "P"), linestyle="", color="#4a5160",
-                   markersize=4.5, label=plain(r, 20))
+            Line2D(
+                [],
+                [],
+                marker=ROLE_MARKERS.get(str(r), "P"),
+                linestyle="",
+                color="#4a5160",
+                markersize=4.5,
+                label=plain(r, 20),
+            )
             for r in pd.unique(roles)
         ]
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -398,9 +455,15 @@ def verdict_strip_figure(frame: pd.DataFrame) -> MplFigure:
     fig.subplots_adjust(top=0.95, bottom=0.55 / max(height, 1.6) + 0.1)
     ax.grid(False)
     ypos = {r: i for i, r in enumerate(roles)}
-    ax.barh([ypos[r] for r in d["role"]], 1.0, left=d["depth"].to_numpy() - 0.5, height=0.8,
-            color=[VERDICT_COLORS.get(v, _OTHER) for v in d["verdict"]], edgecolor="white",
-            linewidth=0.6 if len(d) < 120 else 0.0)
+    ax.barh(
+        [ypos[r] for r in d["role"]],
+        1.0,
+        left=d["depth"].to_numpy() - 0.5,
+        height=0.8,
+        color=[VERDICT_COLORS.get(v, _OTHER) for v in d["verdict"]],
+        edgecolor="white",
+        linewidth=0.6 if len(d) < 120 else 0.0,
+    )
     ax.set_yticks(range(len(roles)), [plain(r, 20) for r in roles])
     ax.set_xlim(-0.5, max(len(d) - 0.5, 0.5))
     ax.set_ylim(len(roles) - 0.5, -0.5)
@@ -414,14 +477,22 @@ def verdict_strip_figure(frame: pd.DataFrame) -> MplFigure:
 @_draw
 def kurtosis_fan_in_figure(frame: pd.DataFrame) -> MplFigure:
     """Excess kurtosis against fan-in (log axis), coloured by verdict, marked by role."""
-    d = frame[np.isfinite(pd.to_numeric(frame["fan_in"], errors="coerce").astype(float))
-              & (pd.to_numeric(frame["fan_in"], errors="coerce") > 0)]
+    d = frame[
+        np.isfinite(pd.to_numeric(frame["fan_in"], errors="coerce").astype(float))
+        & (pd.to_numeric(frame["fan_in"], errors="coerce") > 0)
+    ]
     fig, ax = _new((6.4, 3.0), right=0.78, left=0.11)
     for role, group in d.groupby("role", sort=False):
-        ax.scatter(group["fan_in"].astype(float), group["excess_kurtosis"].astype(float),
-                   c=[VERDICT_COLORS.get(v, _OTHER) for v in group["verdict"]],
-                   marker=ROLE_MARKERS.get(str(role), "P"), s=26, edgecolors="white",
-                   linewidths=0.4, zorder=3)
+        ax.scatter(
+            group["fan_in"].astype(float),
+            group["excess_kurtosis"].astype(float),
+            c=[VERDICT_COLORS.get(v, _OTHER) for v in group["verdict"]],
+            marker=ROLE_MARKERS.get(str(role), "P"),
+            s=26,
+            edgecolors="white",
+            linewidths=0.4,
+            zorder=3,
+        )
     ax.axhline(0.0, color="#4a5160", linewidth=0.8, linestyle="--", zorder=1)
     ax.set_xscale("log")
     k = pd.to_numeric(d["excess_kurtosis"], errors="coerce").to_numpy(dtype=float)

@@ -18,8 +18,9 @@ this module imports matplotlib or Jinja.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Union
 
 import pandas as pd
 
@@ -27,17 +28,17 @@ from ..errors import InputDataError
 
 __all__ = [
     "FORMATS",
+    "Block",
     "Column",
-    "KeyNumber",
-    "KeyNumbers",
-    "Table",
     "Figure",
     "FigureGrid",
+    "KeyNumber",
+    "KeyNumbers",
     "Prose",
     "References",
-    "Block",
-    "SectionModel",
     "ReportModel",
+    "SectionModel",
+    "Table",
     "build_report",
 ]
 
@@ -171,7 +172,9 @@ class Table:
         )
 
     def __repr__(self) -> str:
-        return f"Table(key={self.key!r}, rows={len(self.frame)}, columns={len(self.shown_columns())})"
+        return (
+            f"Table(key={self.key!r}, rows={len(self.frame)}, columns={len(self.shown_columns())})"
+        )
 
 
 @dataclass(frozen=True)
@@ -216,7 +219,9 @@ class Figure:
             raise InputDataError(f"`Figure({self.key!r}).data` must be non-empty bytes.")
 
     def __repr__(self) -> str:
-        return f"Figure(key={self.key!r}, title={self.title!r}, {self.mime}, {len(self.data)} bytes)"
+        return (
+            f"Figure(key={self.key!r}, title={self.title!r}, {self.mime}, {len(self.data)} bytes)"
+        )
 
 
 @dataclass(frozen=True)
@@ -316,7 +321,9 @@ class ReportModel:
 
     def __repr__(self) -> str:
         keys = ", ".join(s.key for s in self.sections)
-        return f"ReportModel(title={self.title!r}, sections=[{keys}], figures={len(self.figures())})"
+        return (
+            f"ReportModel(title={self.title!r}, sections=[{keys}], figures={len(self.figures())})"
+        )
 
 
 def build_report(

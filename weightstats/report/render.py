@@ -21,8 +21,9 @@ import math
 import numbers
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jinja2
 import numpy as np
@@ -33,13 +34,13 @@ from ..errors import InputDataError
 from .model import Figure, ReportModel, Table
 
 __all__ = [
-    "format_value",
-    "sort_key",
-    "render_html",
-    "report_to_dict",
-    "render_json",
-    "write_report",
     "VERDICT_CLASSES",
+    "format_value",
+    "render_html",
+    "render_json",
+    "report_to_dict",
+    "sort_key",
+    "write_report",
 ]
 
 #: verdict label -> CSS class of its badge (anything else gets ``v-other``).
@@ -211,11 +212,11 @@ def render_html(model: ReportModel) -> str:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version("weightstats")
-    except Exception:  # not installed (running from a source tree)
+    except PackageNotFoundError:  # running from a source tree without installing
         return "unknown"
 
 
@@ -278,14 +279,23 @@ def _block_to_dict(block: Any) -> dict[str, Any]:
             "kind": kind,
             "answer": block.answer,
             "numbers": [
-                {"label": n.label, "value": _jsonable(n.value), "format": n.fmt,
-                 "detail": n.detail, "detail_value": _jsonable(n.detail_value)}
+                {
+                    "label": n.label,
+                    "value": _jsonable(n.value),
+                    "format": n.fmt,
+                    "detail": n.detail,
+                    "detail_value": _jsonable(n.detail_value),
+                }
                 for n in block.numbers
             ],
         }
     if kind == "prose":
-        return {"kind": kind, "title": block.title, "badge": block.badge,
-                "paragraphs": list(block.paragraphs)}
+        return {
+            "kind": kind,
+            "title": block.title,
+            "badge": block.badge,
+            "paragraphs": list(block.paragraphs),
+        }
     if kind == "references":
         return {"kind": kind, "title": block.title, "entries": list(block.entries)}
     raise InputDataError(f"unknown block kind {kind!r}")  # pragma: no cover (model validates)
@@ -321,12 +331,15 @@ def _check_target(path: Any, name: str, force: bool) -> Path:
         raise InputDataError(f"`{name}` must be a file path; got {type(path).__name__}.") from None
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
-        raise InputDataError(f"`{name}`: directory {str(parent)!r} does not exist; create it first.")
+        raise InputDataError(
+            f"`{name}`: directory {str(parent)!r} does not exist; create it first."
+        )
     if target.is_dir():
         raise InputDataError(f"`{name}` {str(target)!r} is a directory; give a file name.")
     if target.exists() and not force:
         raise InputDataError(
-            f"`{name}` {str(target)!r} already exists; pass force=True (CLI: --force) to replace it."
+            f"`{name}` {str(target)!r} already exists; "
+            "pass force=True (CLI: --force) to replace it."
         )
     return target
 

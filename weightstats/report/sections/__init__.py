@@ -19,9 +19,11 @@ section is touched::
             summary="One sentence under the heading.",
             blocks=(
                 KeyNumbers("Plain-text answer.", (KeyNumber("tensors", 12, "int"),)),
-                Table("clt-table", "Per tensor", frame,           # raw numbers, a plain frame
-                      (Column("tensor", "tensor", "text"), Column("kurtosis", "kurtosis", "fixed3"))),
-                FigureGrid("clt-figs", "Trajectories", (figures.encode(fig, key="clt-traj", title="..."),)),
+                Table("clt-table", "Per tensor", frame,  # raw numbers, a plain frame
+                      (Column("tensor", "tensor", "text"),
+                       Column("kurtosis", "kurtosis", "fixed3"))),
+                FigureGrid("clt-figs", "Trajectories",
+                           (figures.encode(fig, key="clt-traj", title="..."),)),
                 Prose("What this means", ("Plain text paragraph.",)),
             ),
         )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy import special
@@ -61,10 +62,16 @@ def tail_sides(
         tail = None
         if math.isfinite(a) and a > 0 and math.isfinite(u) and u > 0 and y.size:
             tail = (a, u, float(np.count_nonzero(y >= u)) / y.size)
-        sides.append({"label": side, "y": y, "tail": tail, "normal_sf": _side_sf(side, med, loc, scale)})
-        values[side] = {"tail_index": a, "xmin": u, "n_tail": int(row["n_tail"]),
-                        "vs_lognormal_r": float(row["vs_lognormal_r"]),
-                        "vs_lognormal_pvalue": float(row["vs_lognormal_pvalue"])}
+        sides.append(
+            {"label": side, "y": y, "tail": tail, "normal_sf": _side_sf(side, med, loc, scale)}
+        )
+        values[side] = {
+            "tail_index": a,
+            "xmin": u,
+            "n_tail": int(row["n_tail"]),
+            "vs_lognormal_r": float(row["vs_lognormal_r"]),
+            "vs_lognormal_pvalue": float(row["vs_lognormal_pvalue"]),
+        }
     return sides, values
 
 

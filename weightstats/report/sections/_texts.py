@@ -6,7 +6,7 @@ wording can be edited without touching code.
 
 from __future__ import annotations
 
-__all__ = ["VERDICT_ORDER", "MEANING", "PVALUE_NOTE", "methods", "REFERENCES"]
+__all__ = ["MEANING", "PVALUE_NOTE", "REFERENCES", "VERDICT_ORDER", "methods"]
 
 #: Display order of verdict labels (others follow alphabetically).
 VERDICT_ORDER = (
@@ -96,6 +96,7 @@ PVALUE_NOTE = (
     ),
 )
 
+
 def methods() -> tuple[tuple[str, tuple[str, ...]], ...]:
     """The methods text, with the thresholds read from the modules that apply them."""
     from ...analysis import checkpoint as A
@@ -181,9 +182,11 @@ def methods() -> tuple[tuple[str, tuple[str, ...]], ...]:
             (
                 "Evidence is drawn for the largest tensor of each role and for every tensor "
                 "whose verdict is not gaussian, up to a cap stated in that section. Histograms "
-                "and fits use a seeded subsample when a tensor is large (sizes in the JSON); "
-                "Q-Q and tail plots use every value. The fitted curves come from the same "
-                "estimators as the table, refitted on the figure's sample.",
+                "fits and tail plots use a seeded subsample of at most "
+                f"{A.DEFAULT_MAX_SAMPLES:,} values when a tensor is large (sizes in the JSON), "
+                "Q-Q plots every value. The fitted curves come from the same estimators as the "
+                "table, refitted on the figure's sample, so they can differ from the table in "
+                "the last digits.",
             ),
         ),
     )

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,8 +44,17 @@ from . import _engine, _texts
 __all__ = ["REQUIRED_COLUMNS", "TABLE_COLUMNS", "checkpoint_sections", "select_tensors"]
 
 #: Columns the frame must have (the contract of analyze_checkpoint, docs/DESIGN.md).
-REQUIRED_COLUMNS = ("tensor", "shape", "numel", "role", "fan_in", "verdict", "status",
-                    "excess_kurtosis", "delta_bic_normal")
+REQUIRED_COLUMNS = (
+    "tensor",
+    "shape",
+    "numel",
+    "role",
+    "fan_in",
+    "verdict",
+    "status",
+    "excess_kurtosis",
+    "delta_bic_normal",
+)
 
 #: The per-tensor table: shown columns, their format and tooltip (absent columns are left out).
 TABLE_COLUMNS = (
@@ -68,13 +78,18 @@ TABLE_COLUMNS = (
     Column("tail_mass_ratio", "tail mass", "fixed2", "Mass beyond 3 sd / normal's"),
     Column("tail_index", "tail \u03b1", "fixed2", "Hill tail index, heavier side (large: light)"),
     Column("mixture_k", "mixture K", "int", "Components of the BIC-selected Gaussian mixture"),
-    Column("rowwise_excess_kurtosis", "row-wise kurt.", "fixed3",
-           "Excess kurtosis after standardising each row"),
+    Column(
+        "rowwise_excess_kurtosis",
+        "row-wise kurt.",
+        "fixed3",
+        "Excess kurtosis after standardising each row",
+    ),
     Column("row_sw_pass_rate", "rows SW pass", "percent", "Rows not rejected by Shapiro-Wilk"),
     Column("row_sw_rows", "rows tested", "int", "Rows tested by Shapiro-Wilk"),
     Column("ks_kaiming_uniform", "KS Kaiming-U", "fixed3", "KS distance to Kaiming-uniform init"),
-    Column("ks_normal_init", "KS normal init", "fixed3",
-           "KS distance to a normal init of the same sd"),
+    Column(
+        "ks_normal_init", "KS normal init", "fixed3", "KS distance to a normal init of the same sd"
+    ),
     Column("status", "status", "text", "analyzed / degenerate / skipped"),
     Column("note", "note", "text", "Why a tensor was skipped, or a caveat"),
 )
@@ -98,7 +113,7 @@ def _check_frame(frame: Any) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-#: Values of ``status`` that mean "analysed" (DESIGN.md spells it 'analyzed', the engine 'analysed').
+#: Values of ``status`` meaning "analysed" (DESIGN.md: 'analyzed'; the engine: 'analysed').
 ANALYZED = ("analyzed", "analysed")
 
 
@@ -136,11 +151,18 @@ def _parameters_by(frame: pd.DataFrame) -> pd.DataFrame:
         counts = group.groupby("verdict", sort=False)["numel"].agg(["size", "sum"])
         for verdict in sorted(counts.index, key=_verdict_rank):
             n, p = counts.loc[verdict]
-            rows.append({"role": role, "verdict": verdict, "tensors": int(n),
-                         "parameters": float(p),
-                         "share_of_parameters": float(p / total) if total > 0 else math.nan})
-    return pd.DataFrame(rows, columns=["role", "verdict", "tensors", "parameters",
-                                       "share_of_parameters"])
+            rows.append(
+                {
+                    "role": role,
+                    "verdict": verdict,
+                    "tensors": int(n),
+                    "parameters": float(p),
+                    "share_of_parameters": float(p / total) if total > 0 else math.nan,
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["role", "verdict", "tensors", "parameters", "share_of_parameters"]
+    )
 
 
 def _crosstabs(by: pd.DataFrame) -> tuple[Table, Table]:
@@ -151,11 +173,16 @@ def _crosstabs(by: pd.DataFrame) -> tuple[Table, Table]:
     out = []
     for value, fmt, key, title in (
         ("tensors", "int", "by-verdict-tensors", "Tensors by role and verdict"),
-        ("share_of_parameters", "percent", "by-verdict-params",
-         "Share of each role's parameters by verdict"),
+        (
+            "share_of_parameters",
+            "percent",
+            "by-verdict-params",
+            "Share of each role's parameters by verdict",
+        ),
     ):
         wide = by.pivot(index="role", columns="verdict", values=value).reindex(
-            index=roles, columns=verdicts)
+            index=roles, columns=verdicts
+        )
         if value == "tensors":
             wide = wide.fillna(0).astype(int)
             lead = totals[["tensors"]].reindex(roles)
@@ -165,8 +192,7 @@ def _crosstabs(by: pd.DataFrame) -> tuple[Table, Table]:
             lead = totals[["parameters"]].reindex(roles)
             lead_cols = (Column("parameters", "parameters", "params", "Parameters of the role"),)
         table = pd.concat([lead, wide], axis=1).rename_axis(None, axis=1).reset_index()
-        cols = (Column("role", "role", "text"), *lead_cols,
-                *(Column(v, v, fmt) for v in verdicts))
+        cols = (Column("role", "role", "text"), *lead_cols, *(Column(v, v, fmt) for v in verdicts))
         out.append(Table(key, title, table, cols, interactive=False))
     return out[0], out[1]
 
@@ -175,25 +201,41 @@ def _answer(frame: pd.DataFrame) -> KeyNumbers:
     d = _analyzed(frame)
     n_params = float(d["numel"].astype(float).sum())
     numbers = [
-        KeyNumber("tensors analysed", len(d), "int", "tensors in the checkpoint",
-                  detail_value=len(frame)),
+        KeyNumber(
+            "tensors analysed", len(d), "int", "tensors in the checkpoint", detail_value=len(frame)
+        ),
         KeyNumber("parameters analysed", n_params, "params"),
     ]
     if d.empty:
-        return KeyNumbers("No tensor could be analysed; the notes in the table say why.",
-                          tuple(numbers))
+        return KeyNumbers(
+            "No tensor could be analysed; the notes in the table say why.", tuple(numbers)
+        )
     by_verdict = d.groupby("verdict")["numel"].agg(lambda s: s.astype(float).sum())
     counts = d["verdict"].value_counts()
     n_gauss = int(counts.get("gaussian", 0))
     n_unit = n_gauss + int(counts.get("scale-mixture", 0))
     numbers += [
-        KeyNumber("of parameters in Gaussian tensors", by_verdict.get("gaussian", 0.0) / n_params,
-                  "percent", "tensor" if n_gauss == 1 else "tensors", detail_value=n_gauss),
-        KeyNumber("Gaussian per unit", (by_verdict.get("gaussian", 0.0)
-                                        + by_verdict.get("scale-mixture", 0.0)) / n_params,
-                  "percent", "gaussian or scale-mixture tensors", detail_value=n_unit),
-        KeyNumber("tensors not Gaussian", len(d) - n_gauss, "int",
-                  "of them scale-mixture", detail_value=int(counts.get("scale-mixture", 0))),
+        KeyNumber(
+            "of parameters in Gaussian tensors",
+            by_verdict.get("gaussian", 0.0) / n_params,
+            "percent",
+            "tensor" if n_gauss == 1 else "tensors",
+            detail_value=n_gauss,
+        ),
+        KeyNumber(
+            "Gaussian per unit",
+            (by_verdict.get("gaussian", 0.0) + by_verdict.get("scale-mixture", 0.0)) / n_params,
+            "percent",
+            "gaussian or scale-mixture tensors",
+            detail_value=n_unit,
+        ),
+        KeyNumber(
+            "tensors not Gaussian",
+            len(d) - n_gauss,
+            "int",
+            "of them scale-mixture",
+            detail_value=int(counts.get("scale-mixture", 0)),
+        ),
     ]
     share = by_verdict.get("gaussian", 0.0) / n_params
     unit_share = share + by_verdict.get("scale-mixture", 0.0) / n_params
@@ -204,16 +246,22 @@ def _answer(frame: pd.DataFrame) -> KeyNumbers:
     if not others:
         answer = "Yes: every analysed tensor is Gaussian in shape."
     elif share >= 0.5:
-        answer = ("Mostly: most parameters sit in tensors that are Gaussian in shape; the "
-                  f"exceptions are {', '.join(others)}.")
+        answer = (
+            "Mostly: most parameters sit in tensors that are Gaussian in shape; the "
+            f"exceptions are {', '.join(others)}."
+        )
     elif unit_share >= 0.5:
-        answer = ("Per unit, mostly yes: most parameters sit in tensors whose output units are "
-                  "each Gaussian; pooled, the scale-mixture tensors look heavy-tailed only "
-                  "because units have different scales."
-                  + (f" Other exceptions: {', '.join(rest)}." if rest else ""))
+        answer = (
+            "Per unit, mostly yes: most parameters sit in tensors whose output units are "
+            "each Gaussian; pooled, the scale-mixture tensors look heavy-tailed only "
+            "because units have different scales."
+            + (f" Other exceptions: {', '.join(rest)}." if rest else "")
+        )
     else:
-        answer = ("No: most parameters sit in tensors that are not Gaussian; by parameter "
-                  f"count the most common verdict is {top}.")
+        answer = (
+            "No: most parameters sit in tensors that are not Gaussian; by parameter "
+            f"count the most common verdict is {top}."
+        )
     return KeyNumbers(answer, tuple(numbers))
 
 
@@ -257,8 +305,11 @@ def _evidence(
     normal = _engine.fit_family(sample, "normal", rng)
     mu, sd = float(normal.params["loc"]), float(normal.params["scale"])
     curves = [("normal (MLE)", normal.dist().pdf, "#4a5160", "--")]
-    vals: dict[str, Any] = {"n": int(x.size), "n_subsample": int(sample.size),
-                            "normal": normal.to_dict()}
+    vals: dict[str, Any] = {
+        "n": int(x.size),
+        "n_subsample": int(sample.size),
+        "normal": normal.to_dict(),
+    }
     best = str(row.get("best_family", "") or "")
     if best and best not in ("normal", "gmm", "nan"):
         try:
@@ -270,29 +321,44 @@ def _evidence(
             vals["best_family"] = best_fit.to_dict()
     # EM on at most _MIXTURE_POINTS values: ten 65k-value tensors took ~12 s of EM on all
     # values and ~1 s on 20k (measured on the shared 2-core machine), for the same picture.
-    mix_sample = sample if sample.size <= _MIXTURE_POINTS else rng.choice(
-        sample, size=_MIXTURE_POINTS, replace=False)
+    mix_sample = (
+        sample
+        if sample.size <= _MIXTURE_POINTS
+        else rng.choice(sample, size=_MIXTURE_POINTS, replace=False)
+    )
     mix = _engine.mixture(mix_sample, rng)
     if mix.k > 1:
         curves.append((f"Gaussian mixture, k = {mix.k}", mix.dist().pdf, "#00838f", "-."))
     vals["mixture"] = mix.to_dict()
     key = f"t{index}"
     figs = [
-        F.encode(F.histogram_figure(sample, name=name, curves=curves), key=f"{key}-hist",
-                 title="Histogram, log density",
-                 caption="Fitted normal, best family and BIC-selected Gaussian mixture.",
-                 values=vals),
-        F.encode(F.qq_figure(x, name=name, loc=mu, scale=sd), key=f"{key}-qq",
-                 title="Normal Q-Q plot",
-                 caption="Standardised by the fitted normal; tails bend away if not normal."),
+        F.encode(
+            F.histogram_figure(sample, name=name, curves=curves),
+            key=f"{key}-hist",
+            title="Histogram, log density",
+            caption="Fitted normal, best family and BIC-selected Gaussian mixture.",
+            values=vals,
+        ),
+        F.encode(
+            F.qq_figure(x, name=name, loc=mu, scale=sd),
+            key=f"{key}-qq",
+            title="Normal Q-Q plot",
+            caption="Standardised by the fitted normal; tails bend away if not normal.",
+        ),
     ]
-    sides, tail_values = _engine.tail_sides(x, mu, sd)
-    figs.append(F.encode(
-        F.survival_figure(sides, name=name), key=f"{key}-tail",
-        title="Tails, log-log survival",
-        caption="A straight tail is a power law (Hill index \u03b1 above the KS-chosen "
-                "threshold); the normal's survival (dashed) bends down.",
-        values=tail_values))
+    # tails on the same subsample as the analysis's tail_index (n_used), so the Hill lines
+    # and the table agree; the Q-Q plot above shows every value
+    sides, tail_values = _engine.tail_sides(sample, mu, sd)
+    figs.append(
+        F.encode(
+            F.survival_figure(sides, name=name),
+            key=f"{key}-tail",
+            title="Tails, log-log survival",
+            caption="A straight tail is a power law (Hill index \u03b1 above the KS-chosen "
+            "threshold); the normal's survival (dashed) bends down.",
+            values=tail_values,
+        )
+    )
     rows = _rows(raw.reshape(-1), row["shape"]) if np.isfinite(raw).all() else None
     if rows is not None:
         sd_rows = rows.std(axis=1, keepdims=True)
@@ -304,13 +370,22 @@ def _evidence(
             if z_row.size > max_points:
                 pick = rng.choice(z_row.size, size=max_points, replace=False)
                 z_row, z_pool = z_row[pick], z_pool[pick]
-            figs.append(F.encode(
-                F.rowwise_figure(z_pool, z_row, name=name), key=f"{key}-rows",
-                title="Pooled against row-standardised",
-                caption="Row-standardised falls on N(0,1) when rows differ only in scale.",
-                values={"rows": int(r.shape[0])}))
-    return FigureGrid(key=key, title=name, figures=tuple(figs), badge=str(row["verdict"]),
-                      caption=f"role {row['role']}; best family {best or 'n/a'}.")
+            figs.append(
+                F.encode(
+                    F.rowwise_figure(z_pool, z_row, name=name),
+                    key=f"{key}-rows",
+                    title="Pooled against row-standardised",
+                    caption="Row-standardised falls on N(0,1) when rows differ only in scale.",
+                    values={"rows": int(r.shape[0])},
+                )
+            )
+    return FigureGrid(
+        key=key,
+        title=name,
+        figures=tuple(figs),
+        badge=str(row["verdict"]),
+        caption=f"role {row['role']}; best family {best or 'n/a'}.",
+    )
 
 
 def _model_figures(frame: pd.DataFrame) -> list[Any]:
@@ -318,21 +393,36 @@ def _model_figures(frame: pd.DataFrame) -> list[Any]:
     if d.empty:
         return []
     out = [
-        F.encode(F.depth_figure(d, "excess_kurtosis", ylabel="excess kurtosis"),
-                 key="model-kurtosis", title="Excess kurtosis by depth",
-                 caption="0 for a normal; \u22121.2 for a uniform; positive is heavy-tailed."),
-        F.encode(F.depth_figure(d, "delta_bic_normal", ylabel="BIC(normal) \u2212 BIC(best)"),
-                 key="model-dbic", title="\u0394BIC of the normal by depth",
-                 caption="0: the normal is the best family; large: clearly beaten."),
-        F.encode(F.verdict_strip_figure(d), key="model-strip", title="Verdict by layer",
-                 caption="One cell per tensor in layer order, one row per role."),
+        F.encode(
+            F.depth_figure(d, "excess_kurtosis", ylabel="excess kurtosis"),
+            key="model-kurtosis",
+            title="Excess kurtosis by depth",
+            caption="0 for a normal; \u22121.2 for a uniform; positive is heavy-tailed.",
+        ),
+        F.encode(
+            F.depth_figure(d, "delta_bic_normal", ylabel="BIC(normal) \u2212 BIC(best)"),
+            key="model-dbic",
+            title="\u0394BIC of the normal by depth",
+            caption="0: the normal is the best family; large: clearly beaten.",
+        ),
+        F.encode(
+            F.verdict_strip_figure(d),
+            key="model-strip",
+            title="Verdict by layer",
+            caption="One cell per tensor in layer order, one row per role.",
+        ),
     ]
     if (pd.to_numeric(d["fan_in"], errors="coerce") > 0).any():
-        out.append(F.encode(F.kurtosis_fan_in_figure(d), key="model-fanin",
-                            title="Kurtosis against fan-in",
-                            caption="If each weight were a sum of many independent per-input "
-                                    "contributions, kurtosis would shrink as fan-in grows; a "
-                                    "first look only (see the CLT analysis)."))
+        out.append(
+            F.encode(
+                F.kurtosis_fan_in_figure(d),
+                key="model-fanin",
+                title="Kurtosis against fan-in",
+                caption="If each weight were a sum of many independent per-input "
+                "contributions, kurtosis would shrink as fan-in grows; a "
+                "first look only (see the CLT analysis).",
+            )
+        )
     return out
 
 
@@ -373,7 +463,8 @@ def checkpoint_sections(
     table_cols = tuple(c for c in TABLE_COLUMNS if c.name in frame.columns)
     by = _parameters_by(_analyzed(frame))
     answer = SectionModel(
-        key="answer", title="Are these weights Gaussian?",
+        key="answer",
+        title="Are these weights Gaussian?",
         summary="Counted over the analysed tensors; the evidence follows below.",
         blocks=(
             _answer(frame),
@@ -381,11 +472,18 @@ def checkpoint_sections(
         ),
     )
     tensors = SectionModel(
-        key="tensors", title="Per-tensor results",
+        key="tensors",
+        title="Per-tensor results",
         summary="One row per tensor in layer order: the same numbers as the command line.",
-        blocks=(Table("tensors", "", frame, table_cols,
-                      caption="Hover a header for its definition. Missing values are shown "
-                              "as \u2013."),),
+        blocks=(
+            Table(
+                "tensors",
+                "",
+                frame,
+                table_cols,
+                caption="Hover a header for its definition. Missing values are shown as \u2013.",
+            ),
+        ),
     )
     grids: list[Any] = []
     failed: list[str] = []
@@ -397,29 +495,44 @@ def checkpoint_sections(
         except WeightstatsError as exc:
             failed.append(f"{row['tensor']}: {exc}")
     n_candidates = len(select_tensors(frame, max_tensors=len(frame)))
-    summary = (f"Largest tensor of each role and every non-Gaussian tensor "
-               f"({len(picked)} of {n_candidates} candidates; cap {max_tensors}).")
+    summary = (
+        f"Largest tensor of each role and every non-Gaussian tensor "
+        f"({len(picked)} of {n_candidates} candidates; cap {max_tensors})."
+    )
     blocks: list[Any] = list(grids)
     if failed:
         blocks.append(Prose("Tensors that could not be drawn", tuple(failed)))
-    evidence = SectionModel(key="evidence", title="Evidence for the tensors that matter",
-                            summary=summary, blocks=tuple(blocks))
+    evidence = SectionModel(
+        key="evidence",
+        title="Evidence for the tensors that matter",
+        summary=summary,
+        blocks=tuple(blocks),
+    )
     model_figs = _model_figures(frame)
     model = SectionModel(
-        key="model", title="The whole model",
+        key="model",
+        title="The whole model",
         summary="Each point is one analysed tensor, coloured by verdict, marked by role.",
         blocks=(FigureGrid("model-figures", "Shape across depth", tuple(model_figs)),)
-        if model_figs else (Prose("Nothing to draw", ("No tensor was analysed.",)),),
+        if model_figs
+        else (Prose("Nothing to draw", ("No tensor was analysed.",)),),
     )
     present = sorted(set(_analyzed(frame)["verdict"]), key=_verdict_rank)
-    meaning_blocks = [Prose(f"What '{v}' means", _texts.MEANING[v], badge=v)
-                      for v in present if v in _texts.MEANING]
+    meaning_blocks = [
+        Prose(f"What '{v}' means", _texts.MEANING[v], badge=v)
+        for v in present
+        if v in _texts.MEANING
+    ]
     meaning_blocks.append(Prose(_texts.PVALUE_NOTE[0], _texts.PVALUE_NOTE[1]))
-    meaning = SectionModel(key="meaning", title="What this means",
-                           summary="For each verdict found in this checkpoint.",
-                           blocks=tuple(meaning_blocks))
+    meaning = SectionModel(
+        key="meaning",
+        title="What this means",
+        summary="For each verdict found in this checkpoint.",
+        blocks=tuple(meaning_blocks),
+    )
     methods = SectionModel(
-        key="methods", title="Methods",
+        key="methods",
+        title="Methods",
         blocks=tuple(Prose(t, p) for t, p in _texts.methods()) + (References(_texts.REFERENCES),),
     )
     return [answer, tensors, evidence, model, meaning, methods]
