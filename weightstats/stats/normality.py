@@ -218,7 +218,7 @@ def _effects(prep: K.Prepared, confidence: float) -> EffectSizes:
     z = prep.z
     n_tail = int(np.searchsorted(z, -K.TAIL_Z, side="left"))
     n_tail += n - int(np.searchsorted(z, K.TAIL_Z, side="right"))
-    q05, q50, q95 = (_quantile_sorted(prep.xs, p) for p in (0.05, 0.5, 0.95))
+    q05, q50, q95 = (_quantile_sorted(z, p) for p in (0.05, 0.5, 0.95))  # affine invariant
     qskew = (q95 + q05 - 2.0 * q50) / (q95 - q05) if q95 > q05 else 0.0
     return EffectSizes(
         n=n,
@@ -282,7 +282,7 @@ def _dagostino(prep: K.Prepared) -> tuple[float, float]:
     return k2, math.exp(-k2 / 2.0)  # chi2(2) survival function
 
 
-def _lilliefors_pvalue(d: float, n: int, xs: np.ndarray) -> float:
+def _lilliefors_pvalue(d: float, n: int, z: np.ndarray) -> float:
     """statsmodels' Lilliefors p-value for statistic `d` (its default 'table' method)."""
     try:  # the table lives in a private module; fall back to the public function
         from statsmodels.stats._lilliefors import get_lilliefors_table
@@ -291,7 +291,7 @@ def _lilliefors_pvalue(d: float, n: int, xs: np.ndarray) -> float:
     except ImportError:  # pragma: no cover - depends on the statsmodels version
         from statsmodels.stats.diagnostic import lilliefors
 
-        return float(lilliefors(xs, dist="norm", pvalmethod="table")[1])
+        return float(lilliefors(z, dist="norm", pvalmethod="table")[1])
 
 
 def _battery(prep: K.Prepared, tests: tuple[str, ...], rng: Any) -> pd.DataFrame:
@@ -299,12 +299,8 @@ def _battery(prep: K.Prepared, tests: tuple[str, ...], rng: Any) -> pd.DataFrame
     rows = []
     constant = prep.sd == 0.0
     nan = math.nan
-    cache: dict[str, float] = {}
-
-    def ks_d() -> float:
-        if "ks" not in cache:
-            cache["ks"] = K.ks_statistic(prep)
-        return cache["ks"]
+    if not constant and "anderson" in tests and n >= MIN_N["anderson"]:
+        K.anderson_statistic(prep)  # first: it reads the tent weights that the gap overwrites
 
     for test in tests:
         if n < MIN_N[test]:
@@ -316,12 +312,13 @@ def _battery(prep: K.Prepared, tests: tuple[str, ...], rng: Any) -> pd.DataFrame
         if test == "shapiro":
             if n > SHAPIRO_MAX:
                 gen = as_generator(rng)
-                sub = prep.xs[gen.choice(n, SHAPIRO_MAX, replace=False)]
+                # z, not x: W is invariant under x -> a x + b, and x is not kept
+                sub = prep.z[gen.choice(n, SHAPIRO_MAX, replace=False)]
                 res = stats.shapiro(sub)
                 note = f"scipy.stats.shapiro on a seeded random subsample of {SHAPIRO_MAX} of {n}"
                 rows.append(_row(test, res.statistic, res.pvalue, SHAPIRO_MAX, note))
             else:
-                res = stats.shapiro(prep.xs)
+                res = stats.shapiro(prep.z)
                 rows.append(_row(test, res.statistic, res.pvalue, n, "scipy.stats.shapiro"))
         elif test == "dagostino":
             k2, p = _dagostino(prep)
@@ -345,9 +342,9 @@ def _battery(prep: K.Prepared, tests: tuple[str, ...], rng: Any) -> pd.DataFrame
             )
             rows.append(_row(test, a2, K.anderson_pvalue_case3(a2, n), n, note))
         elif test == "lilliefors":
-            d = ks_d()
+            d = K.ks_statistic(prep)
             note = "KS against N(mean, sd ddof=1); p-value from statsmodels' Lilliefors table"
-            rows.append(_row(test, d, _lilliefors_pvalue(d, n, prep.xs), n, note))
+            rows.append(_row(test, d, _lilliefors_pvalue(d, n, prep.z), n, note))
         elif test == "cramervonmises":
             w2 = K.cramervonmises_statistic(prep)
             p = K.cramervonmises_pvalue_case3(w2, n)
@@ -359,7 +356,7 @@ def _battery(prep: K.Prepared, tests: tuple[str, ...], rng: Any) -> pd.DataFrame
                 note += f"; the p-value is an upper bound (true value < {K.CVM_PVALUE_FLOOR:g})"
             rows.append(_row(test, w2, p, n, note))
         elif test == "ks":
-            d = ks_d()
+            d = K.ks_statistic(prep)
             p = float(np.clip(stats.kstwo.sf(d, n), 0.0, 1.0))
             note = (
                 "KS against the fitted normal with the known-parameter p-value: "
@@ -400,18 +397,20 @@ def _check_confidence(confidence: Any) -> float:
 
 
 def _prepare_sample(x: Any, nan_policy: str) -> K.Prepared:
-    """Validate, sort once and standardise once.
+    """Validate, sort once and standardise once, in a sorted copy that nothing else sees.
 
     A numpy float array is sorted in its own dtype before conversion (sorting 10^6 float32
-    values takes half the time of sorting them as float64; the conversion keeps the order).
+    values takes half the time of sorting them as float64, measured 2.7 vs 5.5 ms; the
+    conversion keeps the order and the values). The array that comes out is always a fresh one
+    (``np.sort`` copies), so it is standardised in place.
     """
     presorted = isinstance(x, np.ndarray) and x.dtype.kind == "f"
     if presorted:
         x = np.sort(x, axis=None)
     xs = as_sample(x, name="x", min_size=1, nan_policy=nan_policy, allow_constant=True)
     if not presorted:
-        xs = np.sort(xs)
-    return K.prepare(xs)
+        xs = np.sort(xs)  # a copy: as_sample may return memory shared with the caller's x
+    return K.prepare(xs, overwrite_input=True)
 
 
 def normality(

@@ -387,7 +387,7 @@ def classify_shape(
         return decide_shape(effects, None)
     from .mixture import select_gaussian_mixture
 
-    xs = prep.xs
+    xs = prep.z  # standardised: the mixture evidence is invariant under x -> a x + b
     if xs.size > mixture_max_n:
         xs = xs[gen.choice(xs.size, mixture_max_n, replace=False)]
     try:
@@ -399,9 +399,7 @@ def classify_shape(
         mixture = None  # e.g. the subsample is constant: decide on the effect sizes alone
     emp = None
     if mixture is not None and mixture.k >= 2:
-        emp = empirical_dip(
-            prep.xs, mixture_separation(mixture.weights, mixture.means, mixture.sds)
-        )
+        emp = empirical_dip(prep.z, mixture_separation(mixture.weights, mixture.means, mixture.sds))
     return decide_shape(effects, mixture, empirical_dip=emp)
 
 
