@@ -28,6 +28,7 @@ def iwae_bound(
     seed: int = 0,
     chunk_size: int = 500,
     batch_size: int = 64,
+    num_threads: int | None = 1,
 ) -> np.ndarray:
     """Per-example importance-weighted lower bound L_k(x) on log p(x).
 
@@ -46,6 +47,11 @@ def iwae_bound(
         memory does not grow with `k`.
     batch_size : int
         Examples evaluated at once.
+    num_threads : int or None
+        Torch intra-op threads during the evaluation (restored afterwards); ``None`` keeps
+        torch's setting. One thread is fastest for these small models: k = 5,000 on the 450
+        test digits took 12.0 s with 1 thread and 68.5 s with torch's default of 2 on the
+        shared 2-core machine (measured side by side, same model).
 
     Returns
     -------
@@ -59,6 +65,9 @@ def iwae_bound(
     was_training = model.training
     model.eval()
     out = np.empty(x.shape[0])
+    previous_threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
     try:
         for i in range(0, x.shape[0], batch_size):
             xb = x[i : i + batch_size]
@@ -72,6 +81,7 @@ def iwae_bound(
             out[i : i + batch_size] = (acc - math.log(k)).numpy()
     finally:
         model.train(was_training)
+        torch.set_num_threads(previous_threads)
     return out
 
 
