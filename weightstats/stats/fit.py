@@ -119,7 +119,7 @@ def _fit_validated(arr: np.ndarray, family: str, gen: np.random.Generator,
         std = std if std is not None else _standardise(arr)
         fits = {}
         for k in range(1, min(GMM_K_MAX, max(1, n // 3)) + 1):
-            fits[k] = _fit_k(arr, k, gen=gen, n_init=4, max_iter=500, tol=1e-7,
+            fits[k] = _fit_k(arr, k, gen=gen, n_init=4, max_iter=500, tol=1e-8,
                              standardised=std, warn=False)
         best = min(fits.values(), key=lambda f: (f.bic, f.k))
         params: dict[str, float] = {}
