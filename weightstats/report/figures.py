@@ -176,7 +176,7 @@ def histogram_figure(
     *,
     name: str,
     curves: Sequence[tuple[str, Callable[[np.ndarray], np.ndarray], str, str]],
-    bins: int = 80,
+    bins: int | None = None,
 ) -> MplFigure:
     """Histogram of `x` on a log density axis with fitted densities overlaid.
 
@@ -188,10 +188,17 @@ def histogram_figure(
         Tensor name (drawn in the title).
     curves : sequence of (label, pdf, colour, linestyle)
         Densities to overlay, e.g. the fitted normal, the best family and the Gaussian mixture.
+    bins : int, optional
+        Number of equal-width bins over the whole range; by default the Freedman-Diaconis
+        width, clipped to 30..160 bins.
     """
     fig, ax = _new()
-    lo, hi = np.quantile(x, [0.0, 1.0])
+    lo, hi = float(np.min(x)), float(np.max(x))
     span = hi - lo
+    if bins is None:  # Freedman-Diaconis width, so a heavy tail does not squash the bulk
+        iqr = float(np.subtract(*np.quantile(x, [0.75, 0.25])))
+        width = 2.0 * iqr / np.cbrt(x.size) if iqr > 0 else span / 60
+        bins = int(np.clip(np.ceil(1.04 * span / width), 30, 160))
     edges = np.linspace(lo - 0.02 * span, hi + 0.02 * span, bins + 1)
     dens, _ = np.histogram(x, bins=edges, density=True)
     ax.stairs(
@@ -350,8 +357,8 @@ def rowwise_figure(
     mixture), the row-standardised curve falls onto the normal while the pooled one does not.
     """
     fig, ax = _new()
-    lim = float(np.quantile(np.abs(np.concatenate([pooled, rowwise])), 0.9999)) * 1.05
-    lim = max(lim, 4.0)
+    # every value drawn up to |z| = 12 (beyond that the log axis has nothing left to show)
+    lim = float(np.clip(np.max(np.abs(np.concatenate([pooled, rowwise]))) * 1.02, 4.0, 12.0))
     edges = np.linspace(-lim, lim, bins + 1)
     floor = np.inf
     for values, label, color in ((pooled, labels[0], "#b3261e"), (rowwise, labels[1], "#2a5db0")):

@@ -328,7 +328,8 @@ def _evidence(
     )
     mix = _engine.mixture(mix_sample, rng)
     if mix.k > 1:
-        curves.append((f"Gaussian mixture, k = {mix.k}", mix.dist().pdf, "#00838f", "-."))
+        label = f"Gaussian mixture, k = {mix.k}" + (" (best)" if best == "gmm" else "")
+        curves.append((label, mix.dist().pdf, "#00838f", "-."))
     vals["mixture"] = mix.to_dict()
     key = f"t{index}"
     figs = [
@@ -384,8 +385,17 @@ def _evidence(
         title=name,
         figures=tuple(figs),
         badge=str(row["verdict"]),
-        caption=f"role {row['role']}; best family {best or 'n/a'}.",
+        caption=_grid_caption(row, best),
     )
+
+
+def _grid_caption(row: pd.Series, best: str) -> str:
+    """Role, best family and the analysis's note (plain text; numbers stay in the table)."""
+    text = f"Role {row['role']}; best family by BIC {best or 'n/a'}."
+    note = row.get("note")
+    if isinstance(note, str) and note.strip():
+        text += f" Note: {note.strip()}."
+    return text
 
 
 def _model_figures(frame: pd.DataFrame) -> list[Any]:
