@@ -60,7 +60,7 @@ def _reference_states(n_steps: int) -> list[dict[str, torch.Tensor]]:
 
 def _child_train(run: str) -> None:  # pragma: no cover - runs in the forked child
     torch.set_num_threads(1)
-    import weightstats.capture.hooks as hooks
+    from weightstats.capture import hooks
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.Tanh(), torch.nn.Linear(256, 8))

@@ -41,58 +41,11 @@ import torch
 
 from ..errors import InputDataError, WeightstatsWarning
 from ._common import is_writer_rank, jsonable, select_parameters, to_host
-from ._io import raw_moments
+from ._group import Group
 from .latent import LatentRecorder
 from .store import STORE_DTYPES, RunStore
 
 __all__ = ["LatentRecorder", "WeightRecorder", "unwatch", "watch"]
-
-_SMALL = (torch.float16, torch.bfloat16)
-
-
-class _Tracked:
-    """Per-parameter state: weak reference, sampled coordinates and the device buffers."""
-
-    __slots__ = (
-        "coords",
-        "delta",
-        "mom",
-        "name",
-        "numel",
-        "prev",
-        "ref",
-        "scratch",
-        "shape",
-        "upd",
-        "wdtype",
-    )
-
-    def __init__(self, name: str, param: torch.Tensor, coords: torch.Tensor, *,
-                 moments: bool, flush_every: int) -> None:
-        self.name = name
-        self.ref = weakref.ref(param)
-        self.shape = tuple(param.shape)
-        self.numel = param.numel()
-        self.coords = coords.to(param.device)
-        # work dtype: float32 for half types (exact differences), else the parameter's dtype
-        self.wdtype = torch.float32 if param.dtype in _SMALL else param.dtype
-        kw = {"device": param.device, "dtype": self.wdtype}
-        if moments:
-            self.prev = torch.empty(self.shape, **kw)
-            self.delta = torch.empty(self.shape, **kw)
-            self.scratch = (torch.empty(self.numel, **kw), torch.empty(self.numel, **kw))
-        else:
-            self.prev = torch.empty(self.coords.numel(), **kw)
-            self.delta = None
-            self.scratch = None
-        self.upd = self.mom = None
-        self.new_buffers(flush_every, moments)
-
-    def new_buffers(self, flush_every: int, moments: bool) -> None:
-        kw = {"device": self.coords.device, "dtype": self.wdtype}
-        self.upd = torch.empty((flush_every, self.coords.numel()), **kw)
-        self.mom = torch.empty((flush_every, 4), **kw) if moments else None
-
 
 def _sample_coords(numel: int, k: int, generator: torch.Generator) -> torch.Tensor:
     """`k` distinct flat indices in ``range(numel)``, uniformly at random, sorted (CPU int64).
@@ -191,7 +144,8 @@ class WeightRecorder:
         self.active = is_writer_rank()
         self.store: RunStore | None = None
         self._own_store = False
-        self._tracked: list[_Tracked] = []
+        self._groups: list[Group] = []
+        self._order: list[str] = []
         self.skipped: list[str] = []
         if not self.active:  # not rank 0: record nothing, attach nothing
             self._closed = True
@@ -231,11 +185,13 @@ class WeightRecorder:
 
         gen = torch.Generator(device="cpu")
         gen.manual_seed(self.seed)
+        by_kind: dict[tuple, list] = {}
         for name, p in chosen:
             idx = _sample_coords(p.numel(), self.coords, gen)
-            self._tracked.append(
-                _Tracked(name, p, idx, moments=self.moments, flush_every=self.flush_every)
-            )
+            by_kind.setdefault((p.device, p.dtype), []).append((name, p, idx))
+        self._groups = [Group(items, moments=self.moments, flush_every=self.flush_every)
+                        for items in by_kind.values()]
+        self._order = [name for name, _ in chosen]
         self._row = 0
         self._steps = np.empty(self.flush_every, dtype=np.int64)
 
@@ -265,40 +221,25 @@ class WeightRecorder:
                 "defaults": jsonable(optimizer.defaults),
             },
             "tensors": [
-                {"name": t.name, "shape": list(t.shape), "numel": t.numel,
-                 "dtype": str(t.ref().dtype).replace("torch.", ""),
-                 "device": str(t.coords.device), "n_coords": int(t.coords.numel())}
-                for t in self._tracked
+                {"name": n, "shape": list(shape), "numel": numel,
+                 "dtype": str(g.refs[0]().dtype).replace("torch.", ""),
+                 "device": str(g.device), "n_coords": int(c.numel())}
+                for g in self._groups
+                for n, shape, numel, c in zip(g.names, g.shapes, g.numels, g.coords)
             ],
         }
 
     # -------------------------------------------------------------- hooks
-    def _params(self):
-        for t in self._tracked:
-            p = t.ref()
-            if p is not None:
-                yield t, p
-
     def _pre_step(self, optimizer, args, kwargs) -> None:
         with torch.no_grad():
-            for t, p in self._params():
-                if self.moments:
-                    t.prev.copy_(p)
-                else:
-                    t.prev.copy_(p.reshape(-1).index_select(0, t.coords))
+            for g in self._groups:
+                g.pre()
 
     def _post_step(self, optimizer, args, kwargs) -> None:
         row = self._row
         with torch.no_grad():
-            for t, p in self._params():
-                if self.moments:
-                    torch.sub(p, t.prev, out=t.delta)
-                    flat = t.delta.view(-1)
-                    torch.index_select(flat, 0, t.coords, out=t.upd[row])
-                    torch.stack(raw_moments(flat, t.scratch), out=t.mom[row])
-                else:
-                    cur = p.reshape(-1).index_select(0, t.coords)
-                    torch.sub(cur, t.prev, out=t.upd[row])
+            for g in self._groups:
+                g.post(row)
         self.step += 1
         self._steps[row] = self.step
         self._row = row + 1
@@ -308,33 +249,41 @@ class WeightRecorder:
             self._snapshot()
 
     def _snapshot(self) -> None:
-        tensors, events = {}, []
-        for t, p in self._params():
-            tensors[t.name], ev = to_host(p, self._store_dtype)
-            if ev is not None:
-                events.append(ev)
-        ready = events[-1] if events else None
-        self.store.write_snapshot(self.step, tensors, ready=ready)
+        tensors, ready = {}, None
+        with torch.no_grad():
+            for g in self._groups:
+                flat = g.snapshot_flat(self._store_dtype)
+                if flat is None:
+                    continue
+                flat, ev = to_host(flat) if flat.is_cuda else (flat, None)
+                ready = ev or ready
+                for name, view, shape in zip(g.names, torch.split(flat, g.numels), g.shapes):
+                    tensors[name] = view.view(shape)
+        if tensors:
+            tensors = {n: tensors[n] for n in self._order if n in tensors}
+            self.store.write_snapshot(self.step, tensors, ready=ready)
 
     def _flush_trajectories(self) -> None:
         n = self._row
         if n == 0:
             return
-        data, events = {}, []
-        for t in self._tracked:
-            upd, ev = to_host(t.upd[:n]) if t.upd.is_cuda else (t.upd[:n], None)
-            mom = None
-            if t.mom is not None:
-                mom, ev2 = to_host(t.mom[:n]) if t.mom.is_cuda else (t.mom[:n], None)
-                ev = ev2 or ev
-            if ev is not None:
-                events.append(ev)
-            data[t.name] = (t.coords.cpu(), upd, mom, t.shape, t.numel)
-            if not t.upd.is_cuda:  # the CPU buffers now belong to the store: make new ones
-                t.new_buffers(self.flush_every, self.moments)
+        data, ready = {}, None
+        with torch.no_grad():
+            for g in self._groups:
+                upd, mom = g.take(n)
+                if upd.is_cuda:
+                    upd, ev = to_host(upd)
+                    if mom is not None:
+                        mom, ev = to_host(mom)
+                    ready = ev
+                cols = torch.split(upd, g.coord_counts, dim=1)
+                for k, name in enumerate(g.names):
+                    data[name] = (g.coords[k], cols[k], None if mom is None else mom[:, :, k],
+                                  g.shapes[k], g.numels[k])
         steps = self._steps[:n].copy()
         self._row = 0
-        self.store.write_trajectories(steps, data, ready=events[-1] if events else None)
+        data = {name: data[name] for name in self._order}
+        self.store.write_trajectories(steps, data, ready=ready)
 
     # -------------------------------------------------------------- lifetime
     @property
@@ -381,7 +330,7 @@ class WeightRecorder:
         state = "closed" if self._closed else f"step={self.step}"
         where = self.store.path if self.store is not None else None
         return (
-            f"WeightRecorder({len(self._tracked)} tensors, every={self.every}, "
+            f"WeightRecorder({len(self._order)} tensors, every={self.every}, "
             f"coords={self.coords}, store={where!r}, {state})"
         )
 

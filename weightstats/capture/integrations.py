@@ -23,7 +23,7 @@ import torch
 from ..errors import InputDataError
 from .hooks import WeightRecorder
 
-__all__ = ["lightning_callback", "hf_callback", "unwrap_optimizer"]
+__all__ = ["hf_callback", "lightning_callback", "unwrap_optimizer"]
 
 
 def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
