@@ -135,3 +135,34 @@ def test_screenshot(page, tmp_path):
     browser.screenshot(str(shot))
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_cli_report_of_the_bundled_checkpoint(tmp_path):
+    """The README's job: `weightstats analyze data/digits_mlp.safetensors -o report.html`."""
+    skip_unless(shutil.which("chromium") is not None, "needs Debian's chromium in PATH")
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from weightstats.cli import main
+
+    ckpt = Path(__file__).resolve().parents[2] / "data" / "digits_mlp.safetensors"
+    skip_unless(ckpt.exists(), "needs the bundled checkpoint data/digits_mlp.safetensors")
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["analyze", str(ckpt), "-q", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with Browser("chromium") as browser:
+        browser.open(out.resolve().as_uri())
+        browser.pump(0.5)
+        assert browser.console_errors() == []
+        assert all(u.startswith("data:") for u in browser.requests()[1:])
+        status = browser.evaluate(
+            "Array.from(document.images).map(i => i.complete && i.naturalWidth > 100)")
+        assert status and all(status)
+        rows = browser.evaluate("document.querySelectorAll('#tbl-tensors tbody tr').length")
+        assert rows == 6  # every tensor of the MLP, skipped ones included
+        browser.screenshot(str(tmp_path / "digits_mlp.png"))
+    # running it again without --force refuses and keeps the report
+    before = out.read_bytes()
+    again = CliRunner().invoke(main, ["analyze", str(ckpt), "-q", "-o", str(out)])
+    assert again.exit_code == 2 and out.read_bytes() == before

@@ -176,3 +176,11 @@ def test_written_file_has_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (out.stat().st_mode & 0o777) == (0o666 & ~umask)
+
+
+def test_attribute_injection_is_escaped():
+    name = "w\" onmouseover=\"alert(1)' x='"
+    html = render_html(_tiny_report(name))
+    assert 'onmouseover="alert(1)' not in html
+    assert "w&#34; onmouseover=&#34;alert(1)&#39; x=&#39;" in html  # in data-v and in text
+    assert 'data-v="w&#34; onmouseover' in html
