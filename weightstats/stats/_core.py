@@ -16,6 +16,7 @@ from ..errors import InputDataError
 
 __all__ = [
     "LOG_2PI",
+    "EXP_FLOOR",
     "as_generator",
     "information_criteria",
     "check_int",
@@ -25,6 +26,12 @@ __all__ = [
 ]
 
 LOG_2PI = math.log(2.0 * math.pi)
+
+# Exponents are clipped here before np.exp in the kernels: exp(-700) ~ 1e-304 is still a normal
+# float, whereas smaller results are subnormal, and arithmetic on subnormals is ~50x slower on
+# x86 (measured: one gennorm derivative pass at n = 10^5 took 61 ms instead of ~3 ms). The terms
+# clipped are below 1e-304 relative to the largest, so no sum changes.
+EXP_FLOOR = -700.0
 
 
 def as_generator(rng: Any) -> np.random.Generator:

@@ -60,7 +60,8 @@ def fit_logistic(x: np.ndarray, *, max_iter: int = 100, tol: float = 1e-12):
             new_loc, new_scale, new_ll = loc, scale, ll
         change = new_ll - ll
         loc, scale, ll = new_loc, new_scale, new_ll
-        if change <= tol * n and abs(step[0]) * lam <= 1e-10 * scale and abs(step[1]) * lam <= 1e-10:
+        small = abs(step[0]) * lam <= 1e-10 * scale and abs(step[1]) * lam <= 1e-10
+        if change <= tol * n and small:
             converged = True
             break
     message = f"Newton converged in {it} iterations" if converged else (

@@ -191,7 +191,9 @@ def compare_fits(
         raise InputDataError(f"`nested` must be True or False; got {nested!r}.")
     for name, r in (("a", a), ("b", b)):
         if not isinstance(r, FitResult):
-            raise InputDataError(f"`{name}` must be a FitResult from fit(); got {type(r).__name__}.")
+            raise InputDataError(
+                f"`{name}` must be a FitResult from fit(); got {type(r).__name__}."
+            )
     if a.family == b.family:
         raise InputDataError(f"`a` and `b` are both {a.family!r} fits; compare two families.")
     correction = check_choice(correction, CORRECTIONS, name="correction")

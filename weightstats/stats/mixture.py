@@ -2,17 +2,25 @@
 
 The EM runs in vectorised numpy on the standardised sample (so the variance floor and the
 tolerance do not depend on the data's units) and reports parameters, log-likelihood and
-information criteria on the original scale.
+information criteria on the original scale. Each E-step is a handful of passes over a
+preallocated K x n buffer (log-sum-exp by subtracting the column maximum); the M-step is two
+matrix-vector products. EM is accelerated by SQUAREM (see :meth:`_EM.run_squarem`), which keeps
+EM's monotonicity; it stops when one EM step changes the log-likelihood by at most ``tol * n``.
 
 Starts. Several seeded starts are tried: the first puts the means at evenly spaced quantiles, the
-others are k-means++ seeds refined by a few Lloyd steps. When the sample is larger than
-``screen_size`` values, every start is first run on one seeded subsample of that size, and only
-the best start by subsample log-likelihood is then run to convergence on the full sample (a
-"short runs" screen). The final answer is therefore always an EM fixed point on the full data.
+others are k-means++ seeds refined by a few Lloyd steps. When the sample is larger than 20,000
+values, every start is first run (at most 60 E-steps) on one seeded subsample of that size, and
+only the best start by subsample log-likelihood is then run to convergence on the full sample
+(a "short runs" screen). The result is deterministic for a given ``rng``.
 
-Collapse guard. A component's variance never goes below ``var_floor`` times the sample's
-variance (default 1e-6), so a component sitting on one repeated value cannot drive the
-likelihood to infinity.
+Collapse guard. A component's variance never goes below 1e-6 times the sample's variance, so a
+component sitting on one repeated value cannot drive the likelihood to infinity.
+
+Caveat. On unimodal heavy-tailed data (trained weights) a mixture is a scale mixture whose
+likelihood has long flat ridges for K >= 4; EM (accelerated or not) can meet its tolerance on
+such a plateau. Measured on 10^6 values of 0.02 * t(5): the K = 4 fit stopped 310 log-likelihood
+units below the point reached after ~800 E-steps with tol 1e-11, while K = 2 and 3 were within
+about 1 unit. Compare K by BIC with this in mind, or confirm with held-out likelihood.
 """
 
 from __future__ import annotations
@@ -27,7 +35,14 @@ from scipy import special
 
 from .._validation import as_sample
 from ..errors import ConvergenceWarning, InputDataError
-from ._core import LOG_2PI, as_generator, check_int, check_positive, information_criteria
+from ._core import (
+    EXP_FLOOR,
+    LOG_2PI,
+    as_generator,
+    check_int,
+    check_positive,
+    information_criteria,
+)
 
 __all__ = [
     "MixtureFit",
@@ -226,6 +241,7 @@ class _EM:
         r += const[:, None]
         r.max(axis=0, out=tmp)
         r -= tmp
+        np.maximum(r, EXP_FLOOR, out=r)
         np.exp(r, out=r)
         s = r.sum(axis=0)
         r /= s
@@ -273,9 +289,9 @@ class _EM:
 
         Each cycle takes two EM steps from theta0, extrapolates along them with the SqS3 step
         length on (log weights, means, log variances), and keeps the extrapolated point only if
-        its log-likelihood beats the second EM step's starting point (halving the step length
-        towards plain EM otherwise); then one more EM step stabilises it. Every accepted point has a log-likelihood at least that of plain EM's,
-        so the sequence is monotone. Convergence uses the same rule as plain EM: one EM step
+        its log-likelihood is at least that after the first EM step (halving the step length
+        towards plain EM otherwise); then one more EM step stabilises it. Each cycle thus starts
+        no lower than the previous cycle's first EM step: the log-likelihood never decreases. Convergence uses the same rule as plain EM: one EM step
         changes the log-likelihood by at most ``tol * n``. `max_iter` counts E-steps.
         """
         n = self.z.size
