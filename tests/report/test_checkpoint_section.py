@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -215,3 +216,18 @@ def test_engine_spellings_of_status_and_shape(frame, tensors):
         __import__("weightstats.report.model", fromlist=["x"]).build_report("t", sections)
     )
     assert "48\u00d7160" in html
+
+
+def test_rows_follow_the_output_axis():
+    from weightstats.report.sections.checkpoint import _rows
+
+    w = np.arange(6 * 10, dtype=float).reshape(6, 10)  # PyTorch: (out, in)
+    torch_row = pd.Series({"shape": "[6, 10]", "fan_in": 10.0})
+    np.testing.assert_array_equal(_rows(w.reshape(-1), torch_row), w)
+    k = w.T.copy()  # Keras: (in, out); fan-in 10 matches only the first axis
+    keras_row = pd.Series({"shape": (10, 6), "fan_in": 10.0})
+    np.testing.assert_array_equal(_rows(k.reshape(-1), keras_row), w)
+    explicit = pd.Series({"shape": (10, 6), "fan_in": math.nan, "out_axis": -1})
+    np.testing.assert_array_equal(_rows(k.reshape(-1), explicit), w)
+    assert _rows(np.zeros(12), pd.Series({"shape": (12,), "fan_in": math.nan})) is None
+    assert _rows(np.zeros(12), pd.Series({"shape": (6, 2), "fan_in": 2.0})) is None  # rows < 8

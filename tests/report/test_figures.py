@@ -71,7 +71,7 @@ def test_survival_figure_draws_the_engine_tail(rng):
     sides, values = _engine.tail_sides(x, 0.0, float(x.std()))
     fig = F.survival_figure(sides, name="t3")
     labels = [line.get_label() for line in fig.axes[0].lines]
-    assert any(label.startswith("right Hill, \u03b1 = ") for label in labels)
+    assert any(label.startswith("right power law, index ") for label in labels)
     # Student t with 3 degrees of freedom has survival exponent 3 (tails.py docstring)
     assert 2.3 < values["right"]["tail_index"] < 3.7
     assert 2.3 < values["left"]["tail_index"] < 3.7

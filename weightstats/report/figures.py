@@ -326,7 +326,7 @@ def survival_figure(sides: Sequence[Mapping[str, Any]], *, name: str) -> MplFigu
                 mass * (tt / u) ** (-a),
                 color=color,
                 linewidth=1.6,
-                label=f"{side['label']} Hill, \u03b1 = {a:.2f}",
+                label=f"{side['label']} power law, index {a:.2f}",
             )
         n_min, t_max = min(n_min, n), max(t_max, y[0])
     if np.isfinite(n_min):

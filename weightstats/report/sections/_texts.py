@@ -47,8 +47,9 @@ MEANING: dict[str, tuple[str, ...]] = {
         "function of the distance from the median that decays like a power law rather than "
         "like exp(-t\u00b2/2).",
         "This survives row standardisation, so it is not just units with different scales. "
-        "The Hill tail index \u03b1 in the table measures how heavy: the variance of a power-law "
-        "tail is infinite for \u03b1 \u2264 2 and the kurtosis for \u03b1 \u2264 4; Gaussian "
+        "The tail index a in the table (P(|w \u2212 median| > t) ~ t^\u2212a, Hill estimate) "
+        "measures how heavy: the variance is infinite for a \u2264 2 and the kurtosis for "
+        "a \u2264 4; Gaussian "
         "samples give large, sample-size dependent Hill estimates.",
     ),
     "light-tailed": (

@@ -76,7 +76,8 @@ TABLE_COLUMNS = (
     Column("excess_kurtosis", "ex. kurtosis", "fixed3", "Excess kurtosis (0 for a normal)"),
     Column("wasserstein1", "W\u2081", "fixed3", "Wasserstein-1 to N(0,1), standardised"),
     Column("tail_mass_ratio", "tail mass", "fixed2", "Mass beyond 3 sd / normal's"),
-    Column("tail_index", "tail \u03b1", "fixed2", "Hill tail index, heavier side (large: light)"),
+    Column("tail_index", "tail index", "fixed2",
+           "Hill survival exponent, heavier side (large: light tails)"),
     Column("mixture_k", "mixture K", "int", "Components of the BIC-selected Gaussian mixture"),
     Column(
         "rowwise_excess_kurtosis",
@@ -280,16 +281,32 @@ def _dims(shape: Any) -> tuple[int, ...] | None:
         return None
 
 
-def _rows(values: np.ndarray, shape: Any) -> np.ndarray | None:
-    """The tensor as (rows, row length) when it has rows worth standardising, else None.
+def _out_axis(row: pd.Series, dims: tuple[int, ...]) -> int:
+    """Axis of the output units: the frame's ``out_axis`` if it has one, else 0 (PyTorch), or
+    -1 when only the last axis matches ``numel / fan_in`` (Keras kernels are (..., in, out))."""
+    given = row.get("out_axis")
+    if given is not None and not (isinstance(given, float) and math.isnan(given)):
+        return int(given)
+    fan = pd.to_numeric(pd.Series([row.get("fan_in")]), errors="coerce").iloc[0]
+    if np.isfinite(fan) and fan > 0:
+        n_out = math.prod(dims) / fan
+        if dims[0] != n_out and dims[-1] == n_out:
+            return -1
+    return 0
 
-    Rows are the first axis (output units in PyTorch layouts), as in the analysis."""
-    dims = _dims(shape)
-    if dims is None or len(dims) < 2 or dims[0] < 2 or values.size // dims[0] < 8:
+
+def _rows(values: np.ndarray, row: pd.Series) -> np.ndarray | None:
+    """The tensor as (output units, values per unit) when it has units worth standardising.
+
+    Units lie along :func:`_out_axis`, as in the analysis's row-wise view."""
+    dims = _dims(row["shape"])
+    if dims is None or len(dims) < 2 or math.prod(dims) != values.size:
         return None
-    if math.prod(dims) != values.size:
+    axis = _out_axis(row, dims)
+    n_out = dims[axis]
+    if n_out < 2 or values.size // n_out < 8:
         return None
-    return values.reshape(dims[0], -1)
+    return np.moveaxis(values.reshape(dims), axis, 0).reshape(n_out, -1)
 
 
 def _evidence(
@@ -355,12 +372,12 @@ def _evidence(
             F.survival_figure(sides, name=name),
             key=f"{key}-tail",
             title="Tails, log-log survival",
-            caption="A straight tail is a power law (Hill index \u03b1 above the KS-chosen "
+            caption="A straight tail is a power law (Hill index above the KS-chosen "
             "threshold); the normal's survival (dashed) bends down.",
             values=tail_values,
         )
     )
-    rows = _rows(raw.reshape(-1), row["shape"]) if np.isfinite(raw).all() else None
+    rows = _rows(raw.reshape(-1), row) if np.isfinite(raw).all() else None
     if rows is not None:
         sd_rows = rows.std(axis=1, keepdims=True)
         ok = sd_rows[:, 0] > 0
