@@ -47,6 +47,22 @@ def test_prepare_rowwise_standardisation(rng, out_axis):
     assert prep.n_units == 40 and prep.pooled.size == w.size
 
 
+def test_streaming_moments_against_scipy(rng):
+    w = rng.standard_t(5, size=(300, 700)) * rng.uniform(0.5, 2, size=(300, 1)) + 0.3
+    w[3, 4] = np.nan
+    prep = prepare(w, w.shape, out_axis=0, max_samples=1000, rng=np.random.default_rng(0))
+    x = w[np.isfinite(w)]
+    m = prep.moments
+    # references: scipy.stats.skew/kurtosis(bias=False) on every finite value
+    assert m["skewness"] == pytest.approx(stats.skew(x, bias=False), rel=1e-9)
+    assert m["excess_kurtosis"] == pytest.approx(stats.kurtosis(x, bias=False), rel=1e-9)
+    assert m["sd"] == pytest.approx(x.std(ddof=1), rel=1e-12)
+    z = (x - x.mean()) / x.std(ddof=1)
+    assert m["tail_mass_ratio"] == pytest.approx(np.mean(np.abs(z) > 3) / (2 * stats.norm.sf(3)))
+    row = _row(w, max_samples=1000)
+    assert row["n_used"] < 1000 + 1 and row["excess_kurtosis"] == m["excess_kurtosis"]
+
+
 def test_prepare_subsample_is_seeded_and_sized(rng):
     w = torch.from_numpy(rng.normal(size=(300, 200))).to(torch.bfloat16)
     a = prepare(w, (300, 200), out_axis=0, max_samples=5000, rng=np.random.default_rng(1))

@@ -157,7 +157,7 @@ def test_bad_input_one_line_exit_2(tmp_path, make, fragment):
 
 
 def test_bad_options(ckpt, tmp_path):
-    assert run(ckpt, "--max-samples", "3").exit_code == 2
+    assert_one_line_error(run(ckpt, "--max-samples", "3"), "--max-samples")
     assert run(ckpt, "--jobs", "0").exit_code == 2
     assert_one_line_error(run(ckpt, "--csv", tmp_path / "nodir" / "x.csv"), "does not exist")
     assert_one_line_error(run(ckpt, "--json-report", tmp_path / "r.json"), "--output")
@@ -218,3 +218,29 @@ def test_html_report_option(ckpt, tmp_path):
     before = html.read_bytes()
     assert_one_line_error(run(ckpt, "-o", html, "-q"), "exists", "--force")
     assert html.read_bytes() == before
+
+
+def test_failed_tensor_gives_exit_1(ckpt, monkeypatch):
+    import weightstats.analysis.checkpoint as engine
+    from weightstats.errors import FitError
+
+    real = engine.analyze_tensor
+
+    def flaky(values, shape, role, **kw):
+        if tuple(shape) == (32, 32):
+            raise FitError("the optimiser diverged")
+        return real(values, shape, role, **kw)
+
+    monkeypatch.setattr(engine, "analyze_tensor", flaky)
+    result = run(ckpt, "--max-samples", "1000")
+    assert result.exit_code == 1, result.output
+    assert "failed" in result.stdout and "the optimiser diverged" in result.stdout
+    assert "could not be analysed" in result.stderr
+
+
+def test_all_values_with_max_samples_0(ckpt, tmp_path):
+    out = tmp_path / "a.json"
+    assert run(ckpt, "--max-samples", "0", "--json", out, "-q").exit_code == 0
+    rows = json.loads(out.read_text())["rows"]
+    analysed = [r for r in rows if r["status"] == "analysed"]
+    assert all(r["n_used"] == r["numel"] for r in analysed)

@@ -22,6 +22,8 @@ __all__ = ["Prepared", "prepare", "row_shapiro_pass_rate", "ks_distance", "BLOCK
 BLOCK_VALUES = 1 << 20
 #: Shapiro-Wilk p-values are accurate up to 5,000 values (scipy's documented bound).
 SHAPIRO_MAX = 5000
+#: P(|Z| > 3) for a standard normal, 2 * scipy.stats.norm.sf(3).
+GAUSS_BEYOND_3SD = 0.0026997960632601866
 
 
 def _as_torch(values: Any):
@@ -56,6 +58,11 @@ class Prepared:
         Units whose values are all equal (left out of ``rowwise``).
     units : object
         The tensor viewed as ``(n_units, unit_size)`` in storage dtype (for the per-unit tests).
+    moments : dict
+        Over **every** finite value (not the subsample): ``mean``, ``sd`` (ddof=1),
+        ``skewness`` (G1), ``excess_kurtosis`` (G2) and, when the tensor was subsampled,
+        ``tail_mass_ratio`` = P(|x - mean| > 3 sd) / 0.0026998 (else NaN: the subsample is
+        every value and the stats engine's own figure is exact).
     """
 
     pooled: np.ndarray
@@ -65,6 +72,7 @@ class Prepared:
     n_units: int
     n_constant_units: int
     units: Any
+    moments: dict
 
 
 def prepare(values: Any, shape: tuple[int, ...], *, out_axis: int, max_samples: int | None,
@@ -96,25 +104,31 @@ def prepare(values: Any, shape: tuple[int, ...], *, out_axis: int, max_samples: 
     n_units, unit_size = units.shape
     numel = n_units * unit_size
 
-    # one pass over blocks of whole units: finite counts, means and sds per unit
-    sums = np.zeros(n_units)
-    sq = np.zeros(n_units)
+    # one pass over blocks of whole units: finite counts and central moments per unit
+    means = np.zeros(n_units)
+    sds = np.zeros(n_units)
     counts = np.zeros(n_units, dtype=np.int64)
+    m2 = np.zeros(n_units)
+    m3 = np.zeros(n_units)
+    m4 = np.zeros(n_units)
     rows_per_block = max(1, BLOCK_VALUES // max(unit_size, 1))
-    for start in range(0, n_units, rows_per_block):
-        block = units[start:start + rows_per_block].to(torch.float64).numpy()
-        finite = np.isfinite(block)
-        clean = np.where(finite, block, 0.0)
-        counts[start:start + rows_per_block] = finite.sum(axis=1)
-        sums[start:start + rows_per_block] = clean.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / counts
         for start in range(0, n_units, rows_per_block):
-            block = units[start:start + rows_per_block].to(torch.float64).numpy()
-            dev = block - means[start:start + rows_per_block, None]
-            sq[start:start + rows_per_block] = np.where(np.isfinite(dev), dev * dev, 0.0).sum(axis=1)
-        sds = np.sqrt(sq / np.maximum(counts - 1, 1))
+            stop = min(n_units, start + rows_per_block)
+            block = units[start:stop].to(torch.float64).numpy()
+            finite = np.isfinite(block)
+            count = finite.sum(axis=1)
+            mean = np.where(finite, block, 0.0).sum(axis=1) / count
+            dev = np.where(finite, block - mean[:, None], 0.0)
+            dev2 = dev * dev
+            counts[start:stop] = count
+            means[start:stop] = mean
+            m2[start:stop] = dev2.sum(axis=1)
+            m3[start:stop] = np.einsum("ij,ij->i", dev2, dev)
+            m4[start:stop] = np.einsum("ij,ij->i", dev2, dev2)
+        sds = np.sqrt(m2 / np.maximum(counts - 1, 1))
     n_finite = int(counts.sum())
+    moments = _pooled_moments(counts, means, m2, m3, m4)
 
     # the subsample: positions drawn uniformly, gathered in storage dtype, then upcast
     flat = units.reshape(-1)
@@ -133,7 +147,44 @@ def prepare(values: Any, shape: tuple[int, ...], *, out_axis: int, max_samples: 
         sd = sds[unit]
         good = np.isfinite(sd) & (sd > 0)
         rowwise = (pooled[good] - means[unit][good]) / sd[good]
-    return Prepared(pooled, rowwise, n_finite, numel - n_finite, n_units, constant, units)
+    if n_finite > pooled.size and moments["sd"] > 0:  # subsampled: count the tails exactly
+        lo, hi = moments["mean"] - 3 * moments["sd"], moments["mean"] + 3 * moments["sd"]
+        beyond = 0
+        for start in range(0, numel, BLOCK_VALUES):
+            block = flat[start:start + BLOCK_VALUES].to(torch.float64).numpy()
+            beyond += int(np.count_nonzero((block < lo) | (block > hi)))
+        moments["tail_mass_ratio"] = beyond / n_finite / GAUSS_BEYOND_3SD
+    return Prepared(pooled, rowwise, n_finite, numel - n_finite, n_units, constant, units,
+                    moments)
+
+
+def _pooled_moments(counts, means, m2, m3, m4) -> dict[str, float]:
+    """Mean, ddof=1 sd, bias-corrected skewness G1 and excess kurtosis G2 of all finite values.
+
+    Per-unit central sums are combined exactly (the shift identities
+    ``sum (x - M)^k = sum (d + delta)^k`` with ``sum d = 0`` within a unit), so the result
+    equals ``scipy.stats.skew(x, bias=False)`` and ``kurtosis(x, bias=False)`` on the full
+    tensor (checked in the tests) without holding it in float64.
+    """
+    n = float(counts.sum())
+    out = {"mean": math.nan, "sd": math.nan, "skewness": math.nan, "excess_kurtosis": math.nan,
+           "tail_mass_ratio": math.nan}
+    if n < 2:
+        return out
+    ok = counts > 0
+    c, mu = counts[ok].astype(float), means[ok]
+    grand = float(np.sum(c * mu) / n)
+    d = mu - grand
+    s2 = float(np.sum(m2[ok] + c * d**2))
+    s3 = float(np.sum(m3[ok] + 3 * d * m2[ok] + c * d**3))
+    s4 = float(np.sum(m4[ok] + 4 * d * m3[ok] + 6 * d**2 * m2[ok] + c * d**4))
+    out.update(mean=grand, sd=math.sqrt(s2 / (n - 1)))
+    if s2 > 0 and n > 3:
+        g1 = (s3 / n) / (s2 / n) ** 1.5
+        g2 = (s4 / n) / (s2 / n) ** 2 - 3.0
+        out["skewness"] = g1 * math.sqrt(n * (n - 1)) / (n - 2)
+        out["excess_kurtosis"] = ((n + 1) * g2 + 6) * (n - 1) / ((n - 2) * (n - 3))
+    return out
 
 
 def row_shapiro_pass_rate(prep: Prepared, *, max_rows: int, alpha: float,
@@ -158,11 +209,12 @@ def row_shapiro_pass_rate(prep: Prepared, *, max_rows: int, alpha: float,
         return math.nan, 0
     chosen = np.sort(rng.choice(n_units, size=min(max_rows, n_units), replace=False))
     passed = tested = 0
-    rows = units[torch.from_numpy(chosen)].to(torch.float64).numpy()
-    for row in rows:
+    for r in chosen:  # one unit at a time, subsampled before the upcast (memory stays small)
+        native = units[int(r)]
+        if unit_size > SHAPIRO_MAX:
+            native = native[torch.from_numpy(np.sort(rng.choice(unit_size, SHAPIRO_MAX, replace=False)))]
+        row = native.to(torch.float64).numpy()
         row = row[np.isfinite(row)]
-        if row.size > SHAPIRO_MAX:
-            row = row[rng.choice(row.size, SHAPIRO_MAX, replace=False)]
         if row.size < 3 or row.min() == row.max():
             continue
         tested += 1

@@ -143,6 +143,9 @@ def analyze_tensor(
     -------
     dict
         The numeric columns of :data:`COLUMNS` (without ``checkpoint``, ``tensor``, ``dtype``).
+        ``mean, sd, skewness, excess_kurtosis`` and ``tail_mass_ratio`` are exact over every
+        finite value (one streaming pass); the fits, W1, tail index, KS distances and verdicts
+        use the subsample of ``n_used`` values.
         ``verdict`` is the pooled verdict, except ``scale-mixture`` when the pooled values are
         heavy-tailed but each unit's standardised values are Gaussian; ``degenerate`` (with a
         ``note``) for all-NaN, constant or tiny tensors.
@@ -208,6 +211,9 @@ def analyze_tensor(
                                              alpha=ROW_TEST_ALPHA, rng=gen)
         row.update(row_sw_pass_rate=rate, row_sw_rows=n_rows,
                    row_sw_expected=1 - ROW_TEST_ALPHA if n_rows else math.nan)
+    # exact full-tensor figures from the streaming pass replace the subsample's (see Prepared)
+    full = {k: v for k, v in prep.moments.items() if math.isfinite(v)}
+    row.update(full)
     if verdict.label == "heavy-tailed" and row["verdict_rowwise"] == "gaussian":
         row["verdict"] = "scale-mixture"
         notes.append("heavy tails come from units with different scales; each unit is Gaussian")
@@ -256,8 +262,8 @@ class _DictCheckpoint:
             else:
                 self._values[name] = value
                 self.entries.append(TensorEntry(name, shape, dtype, math.prod(shape), self.path, name))
-        self.entries = [e for n in layer_order([e.name for e in self.entries])
-                        for e in self.entries if e.name == n]
+        by_name = {e.name: e for e in self.entries}
+        self.entries = [by_name[n] for n in layer_order(by_name)]
 
     def load_tensor(self, name: str):
         value = self._values[name]
@@ -348,7 +354,8 @@ def analyze_checkpoint(
     seed : int
         Global seed; each tensor's generator depends only on it and the tensor's name.
     jobs : int
-        Worker processes; results are identical for any value.
+        Worker processes; results are identical for any value. In-memory state dicts are
+        always analysed in this process.
     scheduler : str, optional
         Address of a Dask distributed scheduler to send the work to (tensor names travel,
         never arrays; each worker opens the checkpoint itself).

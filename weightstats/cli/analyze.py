@@ -259,7 +259,7 @@ def write_outputs(frame, *, csv: str | None, json_path: str | None, parquet: str
 @click.option("--include", multiple=True, metavar="GLOB", help="Analyse only tensors matching a glob (repeatable).")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip tensors matching a glob (repeatable).")
 @click.option("--min-numel", type=click.IntRange(min=1), default=64, show_default=True, help="Skip tensors with fewer values.")
-@click.option("--max-samples", type=click.IntRange(min=16), default=200_000, show_default=True, help="Fit each tensor on a seeded random subsample of N values (n_used).")
+@click.option("--max-samples", type=int, default=200_000, show_default=True, help="Fit each tensor on a seeded random subsample of N values (n_used); 0 uses every value.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Global seed (per-tensor seeds derive from it and the name).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes; results do not depend on it.")
 @click.option("--scheduler", metavar="ADDRESS", default=None, help="Send the work to this Dask distributed scheduler.")
@@ -288,7 +288,12 @@ def command(checkpoints, include, exclude, min_numel, max_samples, seed, jobs, s
       1  finished, but some tensors could not be analysed (status 'failed')
       2  bad input: unreadable or unsafe checkpoint, bad option, existing output file
     """
-    from ..analysis.checkpoint import analyze_checkpoint
+    from ..analysis.checkpoint import MIN_VALUES, analyze_checkpoint
+
+    if max_samples != 0 and max_samples < MIN_VALUES:
+        raise InputDataError(
+            f"--max-samples must be 0 (every value) or at least {MIN_VALUES}; got {max_samples}."
+        )
 
     if report_path and len(checkpoints) > 1:
         raise InputDataError("-o/--output makes a report of one checkpoint; give only one.")
@@ -307,7 +312,7 @@ def command(checkpoints, include, exclude, min_numel, max_samples, seed, jobs, s
     try:
         frame = analyze_checkpoint(
             list(checkpoints), include=include, exclude=exclude, min_numel=min_numel,
-            max_samples=max_samples, seed=seed, jobs=jobs, scheduler=scheduler,
+            max_samples=max_samples or None, seed=seed, jobs=jobs, scheduler=scheduler,
             allow_pickle=unsafe_allow_pickle, progress=bar.update, on_total=on_total,
         )
     finally:
