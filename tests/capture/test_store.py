@@ -194,3 +194,38 @@ def test_index_parts_are_parquet(tmp_path, rng):
     assert len(parts) == 1
     table = pq.read_table(tmp_path / "r" / "index" / parts[0])
     assert table.num_rows == 2 and "kurtosis" in table.column_names
+
+
+def test_write_failure_surfaces_as_run_store_error(tmp_path, rng):
+    import shutil
+
+    store = RunStore.create(tmp_path / "r")
+    shutil.rmtree(tmp_path / "r" / "snapshots")  # the disk "fails" under the writer thread
+    store.write_snapshot(0, _snap(rng))
+    with pytest.raises(RunStoreError, match="writing to run"):
+        store.flush()
+    (tmp_path / "r" / "snapshots").mkdir()
+    store.close()
+
+
+def test_resumed_writer_defaults_to_last_recorded_step(tmp_path):
+    from weightstats.capture.hooks import WeightRecorder
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(4, 3)
+    with WeightRecorder(model, opt, every=2, flush_every=2, store=tmp_path / "r"):
+        for _ in range(4):
+            opt.zero_grad()
+            model(x).sum().backward()
+            opt.step()
+    with WeightRecorder(model, opt, every=2, store=RunStore.open(tmp_path / "r", mode="a")) as r:
+        assert r.step == 4
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+    r.store.close()
+    reader = RunStore.open(tmp_path / "r")
+    assert reader.snapshot_steps() == [0, 2, 4]
+    assert reader.trajectories("weight").steps.tolist() == [1, 2, 3, 4, 5]
+    assert len(reader.manifest["sessions"]) == 2

@@ -10,7 +10,8 @@ import torch
 
 from ..errors import InputDataError
 
-__all__ = ["is_writer_rank", "jsonable", "select_parameters", "to_host"]
+__all__ = [
+    "Events","is_writer_rank", "jsonable", "select_parameters", "to_host"]
 
 
 def is_writer_rank() -> bool:
@@ -37,6 +38,19 @@ def to_host(x: torch.Tensor, dtype: torch.dtype | None = None) -> tuple[torch.Te
             event.record()
             return buf, event
         return x.detach().to(device="cpu", dtype=dtype, copy=True), None
+
+
+class Events:
+    """The CUDA events of one write; the writer thread waits on all of them (none on CPU)."""
+
+    __slots__ = ("events",)
+
+    def __init__(self, events: list) -> None:
+        self.events = list(events)
+
+    def synchronize(self) -> None:
+        for ev in self.events:
+            ev.synchronize()
 
 
 def select_parameters(

@@ -335,8 +335,13 @@ class StoreWriterMixin:
     def flush(self) -> None:
         """Write every queued shard and the pending index rows; block until done."""
         writer = self._require_writer()
-        writer.submit(self._flush_index)
-        writer.flush()
+        try:
+            writer.submit(self._flush_index)
+            writer.flush()
+        except RunStoreError:
+            raise
+        except OSError as exc:
+            raise RunStoreError(f"writing to run {self.path!r} failed: {exc}") from exc
 
     def close(self) -> None:
         """Flush, write the final manifest (with disk usage) and release the writer lock."""

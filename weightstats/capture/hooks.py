@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..errors import InputDataError, WeightstatsWarning
-from ._common import is_writer_rank, jsonable, select_parameters, to_host
+from ._common import Events, is_writer_rank, jsonable, select_parameters, to_host
 from ._group import Group
 from .latent import LatentRecorder
 from .store import STORE_DTYPES, RunStore
@@ -249,33 +249,35 @@ class WeightRecorder:
             self._snapshot()
 
     def _snapshot(self) -> None:
-        tensors, ready = {}, None
+        tensors, events = {}, []
         with torch.no_grad():
             for g in self._groups:
                 flat = g.snapshot_flat(self._store_dtype)
                 if flat is None:
                     continue
                 flat, ev = to_host(flat) if flat.is_cuda else (flat, None)
-                ready = ev or ready
+                if ev is not None:
+                    events.append(ev)
                 for name, view, shape in zip(g.names, torch.split(flat, g.numels), g.shapes):
                     tensors[name] = view.view(shape)
         if tensors:
             tensors = {n: tensors[n] for n in self._order if n in tensors}
-            self.store.write_snapshot(self.step, tensors, ready=ready)
+            self.store.write_snapshot(self.step, tensors, ready=Events(events))
 
     def _flush_trajectories(self) -> None:
         n = self._row
         if n == 0:
             return
-        data, ready = {}, None
+        data, events = {}, []
         with torch.no_grad():
             for g in self._groups:
                 upd, mom = g.take(n)
                 if upd.is_cuda:
                     upd, ev = to_host(upd)
+                    events.append(ev)
                     if mom is not None:
                         mom, ev = to_host(mom)
-                    ready = ev
+                        events.append(ev)
                 cols = torch.split(upd, g.coord_counts, dim=1)
                 for k, name in enumerate(g.names):
                     data[name] = (g.coords[k], cols[k], None if mom is None else mom[:, :, k],
@@ -283,7 +285,7 @@ class WeightRecorder:
         steps = self._steps[:n].copy()
         self._row = 0
         data = {name: data[name] for name in self._order}
-        self.store.write_trajectories(steps, data, ready=ready)
+        self.store.write_trajectories(steps, data, ready=Events(events))
 
     # -------------------------------------------------------------- lifetime
     @property
