@@ -229,3 +229,7 @@ def test_resumed_writer_defaults_to_last_recorded_step(tmp_path):
     assert reader.snapshot_steps() == [0, 2, 4]
     assert reader.trajectories("weight").steps.tolist() == [1, 2, 3, 4, 5]
     assert len(reader.manifest["sessions"]) == 2
+    summary = reader.summary()
+    assert summary["snapshots"] == 3 and summary["snapshot_steps"] == (0, 4)
+    assert summary["update_steps"] == 5 and summary["tensors"] == 2 and summary["closed"]
+    assert summary["disk_usage_bytes"] == reader.disk_usage() > 0

@@ -282,6 +282,27 @@ class RunStore(StoreWriterMixin):
             usage[sub or "manifest"] = total
         return usage if by_kind else sum(usage.values())
 
+    def summary(self) -> dict[str, Any]:
+        """What the run holds, in one small dict.
+
+        Keys: ``path``, ``tensors``, ``snapshots``, ``snapshot_steps`` (first, last),
+        ``update_steps`` (count), ``latent_epochs`` (count), ``disk_usage_bytes``, ``closed``.
+        """
+        df = self.frame()
+        snaps = sorted(df.loc[df["kind"] == "snapshot", "step"].dropna().unique())
+        upd = df.loc[df["kind"] == "update", "step"].dropna().unique()
+        lat = df.loc[df["kind"] == "latent", "epoch"].dropna().unique()
+        return {
+            "path": self.path,
+            "tensors": len(df.loc[df["kind"] != "latent", "tensor"].unique()),
+            "snapshots": len(snaps),
+            "snapshot_steps": (int(snaps[0]), int(snaps[-1])) if snaps else None,
+            "update_steps": int(len(upd)),
+            "latent_epochs": int(len(lat)),
+            "disk_usage_bytes": self.disk_usage(),
+            "closed": bool(self.manifest.get("closed", False)),
+        }
+
     def _list(self, sub: str) -> list[str]:
         folder = os.path.join(self.path, sub)
         names = [e.name for e in os.scandir(folder) if not e.name.startswith(".")]
