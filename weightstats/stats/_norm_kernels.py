@@ -1,23 +1,26 @@
 """Numpy kernels shared by the normality battery and the effect sizes.
 
-The battery sorts the sample once, standardises it once with the sample mean and the ``ddof=1``
-standard deviation (the convention of ``scipy.stats.anderson`` and statsmodels' Lilliefors test),
-and evaluates the normal tail probability ``t = Phi(-|z|)`` once; Anderson-Darling, Cramér-von
-Mises, Kolmogorov-Smirnov, Lilliefors and the Wasserstein distance all reuse it. Nothing here
-validates user data or imports pandas.
+The battery sorts the sample once and standardises it once, in place, with the sample mean and
+the ``ddof=1`` standard deviation (the convention of ``scipy.stats.anderson`` and statsmodels'
+Lilliefors test). Then one blocked pass (:func:`scan`) evaluates the normal tail probability
+``t = Phi(-|z|)`` of every value once and feeds it, while it is still in cache, to
+Anderson-Darling, to the gap ``e_i = i/n - Phi(z_i)`` behind Kolmogorov-Smirnov, Lilliefors and
+Cramér-von Mises, and to the sign changes the Wasserstein distance needs. Nothing here validates
+user data or imports pandas.
 
-Where the time goes (10^6 sorted float64 values, best of 41 on the 2-core development machine,
-where one ``np.sort`` of the float32 input takes about 3 ms): ``scipy.special.ndtr`` 4.1 ms (the
+Where the time goes (10^6 sorted values, best of 41 on the 2-core development machine, where
+one ``np.sort`` of the float32 input takes 2.6-3 ms): ``scipy.special.ndtr`` 3.7-4.1 ms (the
 floor: one pass, done once), ``np.log`` 0.8 ms, ``np.log1p`` 1.2 ms, any other elementwise pass
-or reduction 0.1-0.3 ms. Three choices follow from those figures:
+or reduction 0.1-0.3 ms, and 1.2 ms (up to 5 ms under load) of page faults for every fresh
+8 MB array. Hence:
 
 - Sums of products use ``np.einsum('i,i', a, b)`` (0.28 ms), never ``np.dot``: the latter goes
   to the multithreaded OpenBLAS, whose threads must be woken on every call; measured 8-17 ms per
   call on the loaded machine (0.06 ms only when called back to back).
-- No array is reversed or copied per test. ``Phi(z)`` is never stored: ``t`` and the split
-  index ``k`` (``z[:k] < 0 <= z[k:]``) give ``Phi = t`` below and ``1 - t`` above, and the
-  Anderson-Darling sum is rewritten with symmetric ("tent") weights so that one ``log`` and one
-  ``log1p`` pass serve both of its terms.
+- No array of ``n`` values is allocated after the standardised sample itself: the tail
+  probabilities, the Anderson-Darling logarithms and the gap live in three scratch blocks of
+  :data:`BLOCK` values (512 KB each, cache-resident) that are reused block after block.
+- No array is reversed: the Anderson-Darling sum is rewritten with symmetric ("tent") weights.
 - The Wasserstein distance needs the normal CDF and density only at the few points where the
   empirical CDF crosses ``Phi`` (about ``sqrt(n)`` of them), not at every value.
 """
@@ -31,6 +34,7 @@ import numpy as np
 from scipy import special
 
 __all__ = [
+    "BLOCK",
     "CVM_PVALUE_FLOOR",
     "GAUSSIAN_TAIL_MASS",
     "QQ_PROBS",
@@ -40,11 +44,10 @@ __all__ = [
     "anderson_statistic",
     "cramervonmises_pvalue_case3",
     "cramervonmises_statistic",
-    "gap",
     "ks_statistic",
-    "normal_tail",
     "prepare",
     "qq_max_deviation",
+    "scan",
     "wasserstein1_to_normal",
 ]
 
@@ -54,6 +57,9 @@ TAIL_Z = 3.0
 GAUSSIAN_TAIL_MASS = float(2.0 * special.ndtr(-TAIL_Z))
 #: Upper bound reported for the Cramér-von Mises p-value when W*² >= 1.1 (nortest's 7.37e-10).
 CVM_PVALUE_FLOOR = 7.37e-10
+#: Values per block of the blocked passes: 512 KB of float64 per scratch array. 10^6 values
+#: take 16 blocks, about 0.3 ms of Python overhead in all.
+BLOCK = 1 << 16
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 #: Beyond |z| = 37, Phi(-|z|) < 6e-300 nears the subnormal range, where ``log(ndtr)`` loses
 #: relative accuracy; those (few, outermost) values take ``special.log_ndtr`` instead.
@@ -82,8 +88,7 @@ class Prepared:
     k : int
         Number of negative ``z`` (``z[:k] < 0 <= z[k:]``); 0 when ``z`` is None.
     cache : dict
-        Arrays and statistics computed on first use (:func:`normal_tail`, :func:`gap`,
-        :func:`anderson_statistic`).
+        Results of :func:`scan` and of the statistics, computed on first use.
     """
 
     n: int
@@ -101,128 +106,129 @@ def prepare(xs: np.ndarray, *, overwrite_input: bool = False) -> Prepared:
     """Moments and standardised values of an already sorted float64 sample.
 
     With ``overwrite_input=True`` the standardised values are written over `xs` (the caller
-    owns it), which saves allocating one more array of ``n`` values: on this machine each fresh
-    8 MB array costs about 1.2 ms of page faults, more than four elementwise passes over it.
-    Nothing per-value beyond ``z`` is computed here: the normal tail probabilities are computed
-    by :func:`normal_tail` when a test first needs them (``normality(x, 'shapiro')`` never does).
+    owns it), which saves a fresh array of ``n`` values (page faults, see the module
+    docstring). The squared deviations for ``m3`` and ``m4`` are formed block by block.
     """
     n = int(xs.size)
     mean = float(xs.mean())
     first, last = xs[0], xs[-1]
     d = np.subtract(xs, mean, out=xs if overwrite_input else None)
-    d2 = np.multiply(d, d)
-    m2 = float(d2.sum()) / n  # pairwise summation, as np.mean in scipy.stats.skew
-    m3 = _sum_of_products(d2, d) / n
-    m4 = _sum_of_products(d2, d2) / n
+    m2 = m3 = m4 = 0.0
+    sq = np.empty(min(n, BLOCK))
+    for a in range(0, n, BLOCK):
+        db = d[a : a + BLOCK]
+        sb = np.multiply(db, db, out=sq[: db.size])
+        m2 += float(sb.sum())  # pairwise within a block, as np.mean in scipy.stats.skew
+        m3 += _sum_of_products(sb, db)
+        m4 += _sum_of_products(sb, sb)
+    m2, m3, m4 = m2 / n, m3 / n, m4 / n
     sd = math.sqrt(m2 * n / (n - 1)) if n > 1 else 0.0
     # Treat numerically constant data as constant, as scipy.stats.skew does (its relative test).
     if sd == 0.0 or sd <= 1e-14 * max(abs(mean), np.finfo(float).tiny) or first == last:
         return Prepared(n, mean, 0.0, m2, m3, m4, None)
     z = d
     z /= sd  # d's buffer: d is not needed any more
-    k = int(np.searchsorted(z, 0.0))
-    # d2's buffer becomes the tail probabilities (no fresh array, see above)
-    return Prepared(n, mean, sd, m2, m3, m4, z, k, {"spare": d2})
+    return Prepared(n, mean, sd, m2, m3, m4, z, int(np.searchsorted(z, 0.0)))
 
 
-def normal_tail(prep: Prepared) -> np.ndarray:
-    """``t = Phi(-|z|)``, the smaller normal tail probability of each value (cached).
+def scan(prep: Prepared, *, anderson: bool = True, gap: bool = True) -> None:
+    """One blocked pass over ``z`` that computes what the tests and W1 need (results cached).
 
-    One ``scipy.special.ndtr`` pass: on ``z`` itself below 0 and on ``-z`` above, so both tails
-    keep full relative accuracy (``1 - Phi(z)`` would round to 0 beyond ``z = 8.3``).
+    For each block: ``t = Phi(-|z|)`` by one ``scipy.special.ndtr`` call on ``z`` below 0 and
+    one on ``-z`` above (both tails keep full relative accuracy; ``1 - Phi(z)`` would round to 0
+    beyond ``z = 8.3``); the tent weights ``w_i = i`` below the split, ``n + 1 - i`` above
+    (1-based ``i``); then
+
+    - ``anderson``: the four sums of :func:`anderson_statistic`;
+    - ``gap``: ``e_i = i/n - Phi(z_i)``, computed as ``i/n - t_i`` below the split and
+      ``t_i - (n - i)/n`` above it (no ``1 - t`` is rounded); its max, min, sum and sum of
+      squares (KS, Cramér-von Mises) and the indices where ``F_n - Phi`` may change sign
+      (:func:`wasserstein1_to_normal`).
+
+    Parts already in ``prep.cache`` are not recomputed.
     """
-    t = prep.cache.get("tail")
-    if t is None:
-        z, k = prep.z, prep.k
-        t = prep.cache.pop("spare", None)
-        if t is None:
-            t = np.empty_like(z)
-        special.ndtr(z[:k], out=t[:k])
-        np.negative(z[k:], out=t[k:])
-        special.ndtr(t[k:], out=t[k:])
-        prep.cache["tail"] = t
-    return t
-
-
-def _tent(prep: Prepared) -> np.ndarray:
-    """``1..k`` then ``n-k..1``: index ``i`` (1-based) below the split, ``n + 1 - i`` above.
-
-    These are the Anderson-Darling weights ``(v + 1) / 2`` and give ``i / n`` for the empirical
-    CDF. Cached until :func:`gap` turns the same buffer into the gap.
-    """
-    w = prep.cache.get("tent")
-    if w is None:
-        w = _fresh_tent(prep)
-        prep.cache["tent"] = w
-    return w
-
-
-def gap(prep: Prepared) -> np.ndarray:
-    """``e_i = i/n - Phi(z_i)`` (1-based ``i``), shared by KS, Cramér-von Mises and W1 (cached).
-
-    Computed as ``i/n - t_i`` below the split and ``t_i - (n - i)/n`` above it, so no ``1 - t``
-    is rounded; written over the tent weights' buffer.
-    """
-    e = prep.cache.get("gap")
-    if e is None:
-        n, k = prep.n, prep.k
-        t = normal_tail(prep)
-        e = _tent(prep)
-        del prep.cache["tent"]
-        e /= n  # i/n below the split, (n + 1 - i)/n above
-        e[:k] -= t[:k]
-        e[k:] -= 1.0 / n
-        np.subtract(t[k:], e[k:], out=e[k:])
-        prep.cache["gap"] = e
-    return e
+    anderson = anderson and "ad_sums" not in prep.cache
+    gap = gap and "gap_sums" not in prep.cache
+    if not (anderson or gap):
+        return
+    n, z, k = prep.n, prep.z, prep.k
+    size = min(n, BLOCK)
+    t, s, w = np.empty(size), np.empty(size), np.empty(size)
+    ramp = np.arange(float(size))
+    inv_n = 1.0 / n
+    lo = int(np.searchsorted(z, -_LOG_NDTR_Z))
+    hi = int(np.searchsorted(z, _LOG_NDTR_Z, side="right"))
+    sum_m = sum_l = w_m = w_l = 0.0
+    e_max, e_min, e_sum, e_sq = -math.inf, math.inf, 0.0, 0.0
+    jumps, inners = [], []
+    prev_above = False
+    for a in range(0, n, size):
+        b = min(a + size, n)
+        m, kb = b - a, min(max(k - a, 0), b - a)  # block length, negatives in the block
+        zb, tb, sb, wb = z[a:b], t[:m], s[:m], w[:m]
+        special.ndtr(zb[:kb], out=tb[:kb])
+        np.negative(zb[kb:], out=tb[kb:])
+        special.ndtr(tb[kb:], out=tb[kb:])
+        np.add(ramp[:kb], a + 1.0, out=wb[:kb])  # i = j + 1 for 0-based j
+        np.subtract(float(n - a - kb), ramp[: m - kb], out=wb[kb:])  # n - j
+        if anderson:
+            np.negative(tb, out=sb)
+            np.log1p(sb, out=sb)  # M = log(1 - t)
+            sum_m += float(sb.sum())
+            w_m += _sum_of_products(wb, sb)
+            with np.errstate(divide="ignore"):
+                np.log(tb, out=sb)  # L = log t
+            if a < lo:
+                sb[: min(lo, b) - a] = special.log_ndtr(z[a : min(lo, b)])
+            if b > hi:
+                c = max(hi, a)
+                sb[c - a :] = special.log_ndtr(-z[c:b])
+            sum_l += float(sb.sum())
+            w_l += _sum_of_products(wb, sb)
+        if gap:
+            np.divide(wb[:kb], n, out=sb[:kb])
+            sb[:kb] -= tb[:kb]
+            np.subtract(wb[kb:], 1.0, out=sb[kb:])
+            sb[kb:] /= n
+            np.subtract(tb[kb:], sb[kb:], out=sb[kb:])
+            e_max = max(e_max, float(sb.max()))
+            e_min = min(e_min, float(sb.min()))
+            e_sum += float(sb.sum())
+            e_sq += _sum_of_products(sb, sb)
+            above = sb > 0.0
+            near = sb <= inv_n
+            jumps.append(np.flatnonzero(above & near) + a)
+            if prev_above and near[0]:  # the gap between this block and the previous one
+                inners.append(np.array([a - 1]))
+            inners.append(np.flatnonzero(above[:-1] & near[1:]) + a)
+            prev_above = bool(above[-1])
+    if anderson:
+        prep.cache["ad_sums"] = (sum_l, w_l, sum_m, w_m)
+    if gap:
+        prep.cache["gap_sums"] = (e_max, e_min, e_sum, e_sq)
+        prep.cache["sign_changes"] = (np.concatenate(jumps), np.concatenate(inners))
 
 
 def anderson_statistic(prep: Prepared) -> float:
-    """Anderson-Darling A² against N(mean, sd), as ``scipy.stats.anderson(x, 'norm')`` (cached).
+    """Anderson-Darling A² against N(mean, sd), as ``scipy.stats.anderson(x, 'norm')``.
 
     ``A² = -n - (1/n) sum_i (2i - 1) [log F_i + log(1 - F_{n+1-i})]``. Re-indexing the second
     term gives ``-n - (1/n) sum_i [(2i - 1) log F_i + (2n + 1 - 2i) log(1 - F_i)]``. With the
     tail ``t_i = Phi(-|z_i|)`` (``F = t`` below 0, ``1 - F = t`` above) every term becomes
     ``v_i (L_i - M_i) + 2n M_i`` with ``L = log t``, ``M = log1p(-t)`` and the tent weight
-    ``v_i = 2 min(i, n + 1 - i) - 1`` on either side, so::
+    ``v_i = 2 w_i - 1 = 2 min(i, n + 1 - i) - 1`` on either side, so::
 
         A² = -n - (1/n) [sum_i v_i L_i - sum_i v_i M_i] - 2 sum_i M_i
 
-    ``L`` and ``M`` are computed one after the other in one scratch array, each followed by its
-    two sums; no reversed copy. Call it before :func:`gap`, which reuses the tent's buffer.
-    ``log t`` equals scipy's ``logcdf``/``logsf``; beyond ``|z| = 37`` ``special.log_ndtr`` is
-    used. Rounding: the sums are of order ``n²``, so ``A²`` carries an absolute error of about
-    ``1e-16 n`` (1e-10 at 10^6 values), as scipy's own sum of ``n`` terms of order 1 does.
+    (:func:`scan` accumulates ``sum L``, ``sum w L``, ``sum M``, ``sum w M``). ``log t`` equals
+    scipy's ``logcdf``/``logsf``; beyond ``|z| = 37`` ``special.log_ndtr`` is used. Rounding:
+    the sums are of order ``n²``, so ``A²`` carries an absolute error of about ``1e-16 n``
+    (1e-10 at 10^6 values), as scipy's own sum of ``n`` terms of order 1 does.
     """
-    a2 = prep.cache.get("anderson")
-    if a2 is not None:
-        return a2
-    n, z = prep.n, prep.z
-    t = normal_tail(prep)
-    w = _tent(prep) if "gap" not in prep.cache else _fresh_tent(prep)
-    scratch = np.negative(t)
-    np.log1p(scratch, out=scratch)  # M
-    sum_m = float(scratch.sum())
-    v_m = 2.0 * _sum_of_products(w, scratch) - sum_m  # sum v_i M_i
-    with np.errstate(divide="ignore"):
-        np.log(t, out=scratch)  # L
-    lo = int(np.searchsorted(z, -_LOG_NDTR_Z))
-    hi = int(np.searchsorted(z, _LOG_NDTR_Z, side="right"))
-    if lo:
-        scratch[:lo] = special.log_ndtr(z[:lo])
-    if hi < n:
-        scratch[hi:] = special.log_ndtr(-z[hi:])
-    v_l = 2.0 * _sum_of_products(w, scratch) - float(scratch.sum())  # sum v_i L_i
-    a2 = float(-n - (v_l - v_m) / n - 2.0 * sum_m)
-    prep.cache["anderson"] = a2
-    return a2
-
-
-def _fresh_tent(prep: Prepared) -> np.ndarray:
-    n, k = prep.n, prep.k
-    w = np.arange(1.0, n + 1.0)
-    np.subtract(n + 1.0, w[k:], out=w[k:])
-    return w
+    scan(prep, anderson=True, gap=False)
+    sum_l, w_l, sum_m, w_m = prep.cache["ad_sums"]
+    n = prep.n
+    return float(-n - ((2.0 * w_l - sum_l) - (2.0 * w_m - sum_m)) / n - 2.0 * sum_m)
 
 
 def anderson_pvalue_case3(a2: float, n: int) -> float:
@@ -251,12 +257,13 @@ def cramervonmises_statistic(prep: Prepared) -> float:
     """Cramér-von Mises W² against N(mean, sd), as ``scipy.stats.cramervonmises``.
 
     ``W² = 1/(12n) + sum_i ((2i - 1)/(2n) - F(z_i))² = 1/(12n) + sum_i (e_i - c)²`` with
-    ``e_i = i/n - F_i`` and ``c = 1/(2n)``, expanded so the shared ``e`` is read only.
+    ``e_i = i/n - F_i`` and ``c = 1/(2n)``, expanded into the sums :func:`scan` keeps.
     """
+    scan(prep, anderson=False, gap=True)
+    _, _, e_sum, e_sq = prep.cache["gap_sums"]
     n = prep.n
-    e = gap(prep)
     c = 0.5 / n
-    return float(1.0 / (12.0 * n) + _sum_of_products(e, e) - 2.0 * c * float(e.sum()) + n * c * c)
+    return float(1.0 / (12.0 * n) + e_sq - 2.0 * c * e_sum + n * c * c)
 
 
 def cramervonmises_pvalue_case3(w2: float, n: int) -> float:
@@ -288,8 +295,9 @@ def ks_statistic(prep: Prepared) -> float:
 
     ``D = max(max_i (i/n - F_i), max_i (F_i - (i-1)/n)) = max(max e, 1/n - min e)``.
     """
-    e = gap(prep)
-    return max(float(e.max()), 1.0 / prep.n - float(e.min()))
+    scan(prep, anderson=False, gap=True)
+    e_max, e_min, _, _ = prep.cache["gap_sums"]
+    return max(e_max, 1.0 / prep.n - e_min)
 
 
 def wasserstein1_to_normal(prep: Prepared) -> float:
@@ -304,21 +312,19 @@ def wasserstein1_to_normal(prep: Prepared) -> float:
 
     ``F_n - Phi`` decreases between data points and jumps up at each, so it can turn from - to
     + only at a data point ``z_i`` with ``0 < e_i <= 1/n`` and from + to - only inside a gap
-    ``(z_i, z_{i+1})`` with ``e_i > 0 >= e_{i+1} - 1/n``, at ``Phi^{-1}(i/n)``; ``e_i = i/n -
-    Phi(z_i)`` is :func:`gap`. Taking a few extra points (ties, equalities) changes nothing, since
-    ``|a| + |b| = |a + b|`` when ``a`` and ``b`` have one sign. There are about ``sqrt(n)`` such
-    points for a Gaussian sample and few for a non-Gaussian one, so ``Phi`` and ``phi`` are
-    evaluated there only, and the partial sums ``S_m`` come from one ``np.add.reduceat`` pass.
-    The result equals the piecewise integral over every gap (checked by the tests against
-    quadrature and against the per-gap formula); no quadrature or reference grid is involved.
+    ``(z_i, z_{i+1})`` with ``e_i > 0 >= e_{i+1} - 1/n``, at ``Phi^{-1}(i/n)``, where ``e_i =
+    i/n - Phi(z_i)`` (:func:`scan` finds both kinds). Taking a few extra points (ties,
+    equalities) changes nothing, since ``|a| + |b| = |a + b|`` when ``a`` and ``b`` have one sign.
+    There are about ``sqrt(n)`` such points for a Gaussian sample and few for a non-Gaussian one,
+    so ``Phi`` and ``phi`` are evaluated there only, and the partial sums ``S_m`` come from one
+    ``np.add.reduceat`` pass. The result equals the piecewise integral over every gap (checked
+    by the tests against quadrature and against the per-gap formula); no quadrature or
+    reference grid is involved.
     """
+    scan(prep, anderson=False, gap=True)
+    jump, inner = prep.cache["sign_changes"]
     z, n = prep.z, prep.n
-    e = gap(prep)
     inv_n = 1.0 / n
-    above = e > 0.0
-    near = e <= inv_n
-    jump = np.flatnonzero(above & near)  # - to + at the jump z_i
-    inner = np.flatnonzero(above[:-1] & near[1:])  # + to - inside (z_i, z_{i+1})
     level = (inner + 1.0) * inv_n
     c_inner = np.clip(special.ndtri(level), z[inner], z[inner + 1])
     order = np.argsort(np.concatenate([2 * jump, 2 * inner + 1]), kind="stable")
@@ -329,10 +335,9 @@ def wasserstein1_to_normal(prep: Prepared) -> float:
     starts = np.concatenate([[0], um[um < n]])
     csum = np.cumsum(np.add.reduceat(z, starts))
     s_m = csum[np.searchsorted(um, m)]
-    total_sum = float(csum[-1])
     g = c * special.ndtr(c) + np.exp(-0.5 * c * c) * _INV_SQRT_2PI
     h = (m * c - s_m) * inv_n - g
-    h = np.concatenate([[0.0], h, [-total_sum * inv_n]])
+    h = np.concatenate([[0.0], h, [-float(csum[-1]) * inv_n]])
     return float(np.abs(np.diff(h)).sum())
 
 

@@ -294,14 +294,23 @@ def _lilliefors_pvalue(d: float, n: int, z: np.ndarray) -> float:
         return float(lilliefors(z, dist="norm", pvalmethod="table")[1])
 
 
-def _battery(prep: K.Prepared, tests: tuple[str, ...], rng: Any) -> pd.DataFrame:
+_GAP_TESTS = frozenset({"lilliefors", "cramervonmises", "ks"})
+
+
+def _battery(
+    prep: K.Prepared, tests: tuple[str, ...], rng: Any, *, with_effects: bool = False
+) -> pd.DataFrame:
     n = prep.n
     rows = []
     constant = prep.sd == 0.0
     nan = math.nan
-    if not constant and "anderson" in tests and n >= MIN_N["anderson"]:
-        K.anderson_statistic(prep)  # first: it reads the tent weights that the gap overwrites
-
+    if not constant and n >= 2:
+        # one pass over the values serves every test that needs Phi (and W1 when asked)
+        K.scan(
+            prep,
+            anderson="anderson" in tests and n >= MIN_N["anderson"],
+            gap=with_effects or not _GAP_TESTS.isdisjoint(tests),
+        )
     for test in tests:
         if n < MIN_N[test]:
             rows.append(_row(test, nan, nan, n, f"needs at least {MIN_N[test]} values; got {n}"))
@@ -517,4 +526,4 @@ def normality_with_effects(
     tests = _check_tests(tests)
     confidence = _check_confidence(confidence)
     prep = _prepare_sample(x, nan_policy)
-    return _battery(prep, tests, rng), _effects(prep, confidence)
+    return _battery(prep, tests, rng, with_effects=True), _effects(prep, confidence)
