@@ -100,8 +100,9 @@ def plain(text: Any, limit: int = 60) -> str:
 def _new(
     size: tuple[float, float] = _SIZE, *, right: float = 0.97, left: float = 0.15
 ) -> tuple[MplFigure, Any]:
-    # Fixed margins instead of constrained layout: layout measured every tick label twice and
-    # made savefig ~2x slower (0.58 s -> see bench note in encode) for the same picture.
+    # Fixed margins instead of constrained layout, and plain-text log labels instead of
+    # mathtext (see _power_label): measured side by side on the shared 2-core machine, a
+    # histogram + tail SVG took 0.65 s with both and 0.21 s without (3.1x), same picture.
     fig = MplFigure(figsize=size, dpi=100)
     fig.subplots_adjust(left=left, right=right, bottom=0.15, top=0.9)
     return fig, fig.add_subplot()
@@ -113,7 +114,8 @@ _SUPERSCRIPT = str.maketrans(
 
 
 def _power_label(value: float, _pos: Any = None) -> str:
-    """'10\u207b\u00b3' for 1e-3: a plain-text label (mathtext parsing cost ~4 s per report)."""
+    """'10\u207b\u00b3' for 1e-3: a plain-text label (mathtext parsing was ~4 s of a
+    10-tensor report)."""
     if value <= 0 or not np.isfinite(value):
         return ""
     exponent = np.log10(value)
