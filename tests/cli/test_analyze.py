@@ -244,3 +244,13 @@ def test_all_values_with_max_samples_0(ckpt, tmp_path):
     rows = json.loads(out.read_text())["rows"]
     analysed = [r for r in rows if r["status"] == "analysed"]
     assert all(r["n_used"] == r["numel"] for r in analysed)
+
+
+def test_readme_main_job_command():
+    path = REPO / "data" / "digits_mlp.safetensors"
+    if not path.exists():
+        pytest.skip("data/digits_mlp.safetensors not built yet")
+    result = run(path, "--max-samples", "5000")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].startswith("tensor")
+    assert "linear_weight" in result.stdout and "Verdicts by role:" in result.stdout

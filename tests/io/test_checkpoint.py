@@ -268,3 +268,32 @@ def test_missing_empty_and_unknown(tmp_path):
         zf.writestr("readme.txt", "hi")
     with pytest.raises(CheckpointError, match="neither"):
         open_checkpoint(tmp_path / "other.zip")
+
+
+def test_sharded_torch_bin_index(tmp_path):
+    sd = cf.state_dict()
+    names = list(sd)
+    torch.save({k: sd[k] for k in names[:4]}, tmp_path / "pytorch_model-00001-of-00002.bin")
+    torch.save({k: sd[k] for k in names[4:]}, tmp_path / "pytorch_model-00002-of-00002.bin")
+    weight_map = {k: "pytorch_model-00001-of-00002.bin" for k in names[:4]}
+    weight_map.update({k: "pytorch_model-00002-of-00002.bin" for k in names[4:]})
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with open_checkpoint(tmp_path) as ckpt:
+        assert ckpt.format == "sharded-torch-zip"
+        assert [e.name for e in ckpt.entries] == FLOAT_NAMES
+        _check_values(ckpt, sd)
+
+
+def test_read_errors_become_checkpoint_errors(tmp_path, monkeypatch):
+    from weightstats.io.formats.numpy_files import NumpyReader
+
+    path = tmp_path / "m.npz"
+    np.savez(path, w=np.ones((4, 4)))
+
+    def broken(self, key):
+        raise RuntimeError("storage is shorter than its declared size")
+
+    monkeypatch.setattr(NumpyReader, "read", broken)
+    with open_checkpoint(path) as ckpt:
+        with pytest.raises(CheckpointError, match="cannot read tensor 'w'.*shorter"):
+            ckpt.load("w")

@@ -252,7 +252,13 @@ class Checkpoint:
             reader, key = self._by_name[name]
         except KeyError:
             raise CheckpointError(f"{self.path}: no tensor named {name!r}.") from None
-        return reader.read(key)
+        try:
+            return reader.read(key)
+        except CheckpointError:
+            raise
+        except Exception as exc:  # a corrupt file noticed only when the values are read
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise CheckpointError(f"{self.path}: cannot read tensor {name!r} ({detail}).") from None
 
     def load(self, name: str) -> np.ndarray:
         """The tensor `name` as a float64 numpy array of its shape."""
