@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from weightstats.errors import InputDataError
+from weightstats.errors import DegenerateDataWarning, InputDataError
 from weightstats.stats.fit import ALL_FAMILIES, FIT_COLUMNS, FitResult, fit, fit_families
 
 
@@ -105,7 +105,28 @@ def test_fit_nan_omit_float16_int_torch(rng):
     assert fit(np.append(x, [np.nan, np.inf]), "normal", nan_policy="omit").n == 500
     r16 = fit(x.astype(np.float16), "t")
     assert r16.n == 500 and np.isfinite(r16.loglik)
-    ri = fit(np.round(10 * x).astype(np.int64), "laplace")
+    with pytest.warns(DegenerateDataWarning, match="exact zeros"):  # rounding makes zeros
+        ri = fit(np.round(10 * x).astype(np.int64), "laplace")
     assert ri.params["scale"] > 0
     rt = fit(torch.tensor(x, dtype=torch.bfloat16), "gennorm")
     assert rt.n == 500 and np.isfinite(rt.loglik)
+
+
+def test_fit_warns_on_point_mass_of_zeros(rng):
+    x = np.concatenate([np.zeros(300), rng.normal(0, 1, 700)])  # 30% pruned
+    with pytest.warns(DegenerateDataWarning, match="300 exact zeros"):
+        fit(x, "laplace")
+    with pytest.warns(DegenerateDataWarning, match="x\\[x != 0\\]"):
+        fit_families(x, ["normal"])
+
+
+def test_fit_families_gennorm_nests_laplace_and_normal_on_skewed_data(rng):
+    # gennorm contains laplace (beta = 1) and normal (beta = 2), so its maximum cannot be
+    # lower; on strongly skewed data its loc lies near the mode, far from the median.
+    x = rng.lognormal(0.0, 2.0, 4000)
+    frame = fit_families(x, ["normal", "laplace", "gennorm"]).set_index("family")
+    assert frame.loc["gennorm", "loglik"] >= frame.loc["laplace", "loglik"] - 1e-6
+    assert frame.loc["gennorm", "loglik"] >= frame.loc["normal", "loglik"] - 1e-6
+    # Reference: scipy.stats.gennorm.fit's maximum (Nelder-Mead), to 1e-6 per value.
+    ref = stats.gennorm.logpdf(x, *stats.gennorm.fit(x)).sum()
+    assert frame.loc["gennorm", "loglik"] >= ref - 1e-6 * x.size

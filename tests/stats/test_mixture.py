@@ -193,3 +193,14 @@ def test_select_gaussian_mixture_warns_only_for_selected_k(rng):
     with pytest.warns(ConvergenceWarning, match="selected k="):
         f = select_gaussian_mixture(x, k_max=2, rng=0, max_iter=3)
     assert not f.converged
+
+
+def test_select_gaussian_mixture_loglik_never_decreases_with_k(rng):
+    # Each K is also started from the K - 1 fit split in two, so on heavy-tailed data (long flat
+    # likelihood ridges) a larger K cannot end below a smaller one.
+    x = 0.02 * rng.standard_t(5, 30_000)
+    f = select_gaussian_mixture(x, k_max=4, rng=0)
+    n = x.size
+    ll = {k: -0.5 * (bic - (3 * k - 1) * np.log(n)) for k, bic in f.bic_by_k.items()}
+    for k in range(2, 5):
+        assert ll[k] >= ll[k - 1] - 1e-8 * n, (k, ll)

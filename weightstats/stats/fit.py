@@ -7,6 +7,7 @@ BIC (:func:`weightstats.stats.mixture.select_gaussian_mixture`).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -14,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from .._validation import as_sample
-from ..errors import InputDataError
+from ..errors import DegenerateDataWarning, InputDataError
 from ._core import as_generator, check_int, information_criteria
 from .families import FAMILIES
-from .mixture import GaussianMixtureDist, _fit_k, _standardise
+from .mixture import GaussianMixtureDist, _fit_all_k, _standardise
 
 __all__ = ["FitResult", "fit", "fit_families", "ALL_FAMILIES", "DEFAULT_FAMILIES", "GMM_K_MAX"]
 
@@ -112,15 +113,26 @@ def _check_family(family: Any) -> str:
     return family
 
 
+def _warn_point_mass(arr: np.ndarray) -> None:
+    """Warn when exact zeros (pruned weights, say) form a point mass: continuous densities can
+    grow without bound there, so t and gennorm fits degenerate (scale -> 0)."""
+    n_zero = int(np.count_nonzero(arr == 0.0))
+    if n_zero > 1 and n_zero >= 0.01 * arr.size:
+        warnings.warn(
+            f"`x` has {n_zero} exact zeros ({n_zero / arr.size:.1%} of the values), e.g. from "
+            "pruning; a continuous family's likelihood is unbounded at a point mass, so the t "
+            "and gennorm fits may degenerate. Fit x[x != 0] to describe the non-zero weights.",
+            DegenerateDataWarning,
+            stacklevel=3,
+        )
+
+
 def _fit_validated(arr: np.ndarray, family: str, gen: np.random.Generator,
                    std: tuple | None = None) -> FitResult:
     n = arr.size
     if family == "gmm":
         std = std if std is not None else _standardise(arr)
-        fits = {}
-        for k in range(1, min(GMM_K_MAX, max(1, n // 3)) + 1):
-            fits[k] = _fit_k(arr, k, gen=gen, n_init=4, max_iter=500, tol=1e-8,
-                             standardised=std, warn=False)
+        fits = _fit_all_k(arr, GMM_K_MAX, gen=gen, n_init=4, max_iter=500, tol=1e-8, std=std)
         best = min(fits.values(), key=lambda f: (f.bic, f.k))
         params: dict[str, float] = {}
         for i in range(best.k):
@@ -166,15 +178,22 @@ def fit(x: Any, family: str, *, rng: Any = None, nan_policy: str = "raise") -> F
     FitError
         The maximised log-likelihood is not finite.
 
+    Warns
+    -----
+    DegenerateDataWarning
+        When at least 1% of the values are exact zeros (a point mass, e.g. pruned weights).
+
     Examples
     --------
     >>> import numpy as np
     >>> x = np.random.default_rng(0).standard_t(4, 100_000)
-    >>> round(fit(x, "t").params["df"], 1)
-    4.0
+    >>> r = fit(x, "t")
+    >>> round(r.params["df"], 1), r.converged
+    (3.9, True)
     """
     family = _check_family(family)
     arr = as_sample(x, name="x", min_size=8, nan_policy=nan_policy)
+    _warn_point_mass(arr)
     return _fit_validated(arr, family, as_generator(rng))
 
 
@@ -218,6 +237,7 @@ def fit_families(
     if len(set(names)) != len(names):
         raise InputDataError(f"`families` lists a family twice: {names}.")
     arr = as_sample(x, name="x", min_size=8, nan_policy=nan_policy)
+    _warn_point_mass(arr)
     gen = as_generator(rng)
     n = arr.size
     if max_samples is not None:

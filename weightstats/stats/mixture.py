@@ -276,7 +276,7 @@ class _EM:
     def _unpack(self, theta: np.ndarray):
         k = self.k
         lw = theta[:k] - theta[:k].max()
-        w = np.exp(lw)
+        w = np.maximum(np.exp(lw), 1e-300)  # an extrapolated weight may underflow to zero
         w /= w.sum()
         return w, theta[k:2 * k].copy(), np.maximum(np.exp(theta[2 * k:]), self.var_floor)
 
@@ -366,8 +366,39 @@ def _kmeanspp_start(z: np.ndarray, k: int, gen: np.random.Generator):
     return w, c, var
 
 
-def _fit_standardised(z, k, *, n_init, gen, max_iter, tol, screen_size):
-    """Return (w, mu, var, ll, converged, n_iter) on the standardised sample `z`."""
+def _fit_standardised(z, k, *, n_init, gen, max_iter, tol, screen_size, extra_start=None):
+    """Return (w, mu, var, ll, converged, n_iter) on the standardised sample `z`.
+
+    `extra_start`, if given, is also run to convergence on the full sample and kept if better
+    (used to warm-start K from the K - 1 fit, so a K fit is never below the K - 1 one).
+    """
+    best = _screened(z, k, n_init=n_init, gen=gen, max_iter=max_iter, tol=tol,
+                     screen_size=screen_size)
+    if extra_start is not None:
+        res = _EM(z, k, _VAR_FLOOR).run_squarem(*extra_start, max_iter=max_iter, tol=tol)
+        if res[3] > best[3]:
+            best = res
+    return best
+
+
+def _split_start(prev: MixtureFit, m: float, s: float):
+    """A K-component start from a (K-1)-component fit: the component with the largest
+    weight * variance is split into two at its mean +- half its sd (standardised units)."""
+    w = prev.weights.copy()
+    mu = (prev.means - m) / s
+    var = (prev.sds / s) ** 2
+    j = int(np.argmax(w * var))
+    sd = math.sqrt(var[j])
+    w = np.append(w, w[j] / 2)
+    w[j] /= 2
+    mu = np.append(mu, mu[j] + 0.5 * sd)
+    mu[j] -= 0.5 * sd
+    var = np.append(var, 0.75 * var[j])
+    var[j] *= 0.75
+    return w, mu, np.maximum(var, _VAR_FLOOR)
+
+
+def _screened(z, k, *, n_init, gen, max_iter, tol, screen_size):
     starts = [_quantile_start(z, k)]
     screen = z if z.size <= screen_size else z[gen.choice(z.size, screen_size, replace=False)]
     for _ in range(n_init - 1):
@@ -470,7 +501,8 @@ def _standardise(arr: np.ndarray) -> tuple[np.ndarray, float, float]:
     return (arr - m) / s, m, s
 
 
-def _fit_k(arr, k, *, gen, n_init, max_iter, tol, standardised=None, warn=True) -> MixtureFit:
+def _fit_k(arr, k, *, gen, n_init, max_iter, tol, standardised=None, warn=True,
+           prev: MixtureFit | None = None) -> MixtureFit:
     z, m, s = standardised if standardised is not None else _standardise(arr)
     n = z.size
     if k == 1:
@@ -478,8 +510,10 @@ def _fit_k(arr, k, *, gen, n_init, max_iter, tol, standardised=None, warn=True) 
         # on the standardised scale.
         ll = -0.5 * n * (LOG_2PI + 1.0)
         return _make_fit(m, s, n, 1, np.ones(1), np.zeros(1), np.ones(1), ll, True, 0)
+    extra = _split_start(prev, m, s) if prev is not None and prev.k == k - 1 else None
     w, mu, var, ll, converged, n_iter = _fit_standardised(
-        z, k, n_init=n_init, gen=gen, max_iter=max_iter, tol=tol, screen_size=_SCREEN_SIZE
+        z, k, n_init=n_init, gen=gen, max_iter=max_iter, tol=tol, screen_size=_SCREEN_SIZE,
+        extra_start=extra,
     )
     if not converged and warn:
         warnings.warn(
@@ -489,6 +523,17 @@ def _fit_k(arr, k, *, gen, n_init, max_iter, tol, standardised=None, warn=True) 
             stacklevel=3,
         )
     return _make_fit(m, s, n, k, w, mu, var, ll, converged, n_iter)
+
+
+def _fit_all_k(arr, k_max, *, gen, n_init, max_iter, tol, std) -> dict[int, MixtureFit]:
+    """Fits for K = 1 ... min(k_max, n // 3), each K also warm-started from the K - 1 fit split
+    in two, so the log-likelihood never decreases with K. No warnings are emitted."""
+    fits: dict[int, MixtureFit] = {}
+    prev = None
+    for k in range(1, min(k_max, max(1, arr.size // 3)) + 1):
+        prev = fits[k] = _fit_k(arr, k, gen=gen, n_init=n_init, max_iter=max_iter, tol=tol,
+                                standardised=std, warn=False, prev=prev)
+    return fits
 
 
 def select_gaussian_mixture(
@@ -533,10 +578,7 @@ def select_gaussian_mixture(
     arr = as_sample(x, name="x", min_size=2, nan_policy=nan_policy)
     gen = as_generator(rng)
     std = _standardise(arr)
-    fits = {}
-    for k in range(1, min(k_max, max(1, arr.size // 3)) + 1):
-        fits[k] = _fit_k(arr, k, gen=gen, n_init=n_init, max_iter=max_iter, tol=tol,
-                         standardised=std, warn=False)
+    fits = _fit_all_k(arr, k_max, gen=gen, n_init=n_init, max_iter=max_iter, tol=tol, std=std)
     bic_by_k = {k: f.bic for k, f in fits.items()}
     best_k = min(bic_by_k, key=lambda k: (bic_by_k[k], k))
     best = fits[best_k]
