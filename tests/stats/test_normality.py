@@ -327,3 +327,96 @@ def test_normality_with_effects_equals_separate_calls(rng):
     table, eff = normality_with_effects(x, rng=3)
     pd.testing.assert_frame_equal(table, normality(x, rng=3))
     assert eff == effect_sizes(x)
+
+
+# --------------------------------------------------------------------------- blocked kernels
+
+
+def _w1_per_gap(z: np.ndarray) -> float:
+    """Reference W1 to N(0, 1): the exact integral over every gap of the sorted sample.
+
+    On ``[z_i, z_{i+1}]`` the empirical CDF is ``i/n`` and ``int Phi = G(t) = t Phi + phi``; a gap
+    where ``i/n - Phi`` changes sign is split at ``Phi^{-1}(i/n)``.
+    """
+    n = z.size
+
+    def g(t):
+        return t * stats.norm.cdf(t) + stats.norm.pdf(t)
+
+    level = np.arange(1, n) / n
+    lo, hi = z[:-1], z[1:]
+    whole = level * (hi - lo) - (g(hi) - g(lo))
+    cross = (level > stats.norm.cdf(lo)) & (level < stats.norm.cdf(hi))
+    t = np.clip(stats.norm.ppf(level), lo, hi)
+    split = np.abs(level * (t - lo) - (g(t) - g(lo))) + np.abs(level * (hi - t) - (g(hi) - g(t)))
+    inner = np.where(cross, split, np.abs(whole)).sum()
+    return float(inner + g(z[0]) + (stats.norm.pdf(z[-1]) - z[-1] * stats.norm.sf(z[-1])))
+
+
+@pytest.mark.parametrize("block", [7, 64, 1 << 16])
+@pytest.mark.parametrize("kind", ["normal", "ties", "skewed"])
+def test_blocked_scan_against_scipy(rng, monkeypatch, block, kind):
+    # small blocks put block edges everywhere, including at the split between z < 0 and z >= 0
+    monkeypatch.setattr(K, "BLOCK", block)
+    if kind == "normal":
+        x = rng.normal(size=1501)
+    elif kind == "ties":  # float32 values on a coarse grid: many exact ties
+        x = np.round(rng.laplace(size=2000), 2).astype(np.float32).astype(np.float64)
+    else:
+        x = rng.lognormal(0.0, 0.8, size=1200)
+    mean, sd = x.mean(), x.std(ddof=1)
+    prep = K.prepare(np.sort(x))
+    a2 = stats.anderson(x, dist="norm", method="interpolate").statistic
+    assert K.anderson_statistic(prep) == pytest.approx(a2, rel=1e-10)
+    ks = stats.kstest(x, "norm", args=(mean, sd)).statistic
+    assert K.ks_statistic(prep) == pytest.approx(ks, rel=1e-12)
+    cvm = stats.cramervonmises(x, "norm", args=(mean, sd)).statistic
+    assert K.cramervonmises_statistic(prep) == pytest.approx(cvm, rel=1e-10)
+    assert K.wasserstein1_to_normal(prep) == pytest.approx(_w1_per_gap(prep.z), rel=1e-10)
+
+
+def test_anderson_far_tails_against_scipy(rng):
+    # values beyond |z| = 40, where Phi(-|z|) underflows to 0: the log tail stays exact
+    x = np.concatenate([rng.normal(size=3000), [-1e3, 2e3, 5e3]])
+    z = np.sort((x - x.mean()) / x.std(ddof=1))
+    assert z[-1] > 40
+    a2 = stats.anderson(x, dist="norm", method="interpolate").statistic
+    assert np.isfinite(a2)
+    row = _by_test(normality(x, "anderson"))["anderson"]
+    assert row.statistic == pytest.approx(a2, rel=1e-10)
+
+
+def test_battery_large_n_against_scipy():
+    # 2 x 10^5 values (several blocks of 2^16): every statistic still scipy's
+    x = np.random.default_rng(3).standard_t(5, size=200_000).astype(np.float32)
+    x64 = x.astype(np.float64)
+    mean, sd = x64.mean(), x64.std(ddof=1)
+    rows = _by_test(normality(x, ("anderson", "cramervonmises", "ks"), rng=0))
+    a2 = stats.anderson(x64, dist="norm", method="interpolate").statistic
+    # the sums behind A2 are of order n^2: scipy's own rounding is about 1e-16 n absolute
+    assert rows["anderson"].statistic == pytest.approx(a2, rel=1e-9)
+    cvm = stats.cramervonmises(x64, "norm", args=(mean, sd)).statistic
+    assert rows["cramervonmises"].statistic == pytest.approx(cvm, rel=1e-9)
+    ks = stats.kstest(x64, "norm", args=(mean, sd)).statistic
+    assert rows["ks"].statistic == pytest.approx(ks, rel=1e-10)
+    prep = K.prepare(np.sort(x64))
+    assert K.wasserstein1_to_normal(prep) == pytest.approx(_w1_per_gap(prep.z), rel=1e-9)
+
+
+def test_scan_caches_and_parts_agree(rng):
+    x = np.sort(rng.standard_t(4, size=5000))
+    whole = K.prepare(x.copy())
+    K.scan(whole)
+    parts = K.prepare(x.copy())
+    K.scan(parts, anderson=True, gap=False)
+    assert "gap_sums" not in parts.cache
+    K.scan(parts, anderson=False, gap=True)
+    assert K.anderson_statistic(whole) == K.anderson_statistic(parts)
+    assert K.ks_statistic(whole) == K.ks_statistic(parts)
+    assert K.wasserstein1_to_normal(whole) == K.wasserstein1_to_normal(parts)
+    # prepare leaves its input alone unless told to overwrite it
+    before = x.copy()
+    K.prepare(x)
+    np.testing.assert_array_equal(x, before)
+    K.prepare(x, overwrite_input=True)
+    assert not np.array_equal(x, before)

@@ -61,9 +61,8 @@ CVM_PVALUE_FLOOR = 7.37e-10
 #: take 16 blocks, about 0.3 ms of Python overhead in all.
 BLOCK = 1 << 16
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-#: Beyond |z| = 37, Phi(-|z|) < 6e-300 nears the subnormal range, where ``log(ndtr)`` loses
-#: relative accuracy; those (few, outermost) values take ``special.log_ndtr`` instead.
-_LOG_NDTR_Z = 37.0
+_SQRT1_2 = math.sqrt(0.5)
+_LN2 = math.log(2.0)
 
 
 def _sum_of_products(a: np.ndarray, b: np.ndarray) -> float:
@@ -131,15 +130,41 @@ def prepare(xs: np.ndarray, *, overwrite_input: bool = False) -> Prepared:
     return Prepared(n, mean, sd, m2, m3, m4, z, int(np.searchsorted(z, 0.0)))
 
 
+def _tent_sums(s: np.ndarray, kb: int, a: int, n: int, ramp: np.ndarray) -> tuple[float, float]:
+    """``(sum s, sum w s)`` over a block starting at 0-based index `a` whose first `kb` values
+    lie below the split, with the tent weights ``w = j + 1`` below and ``n - j`` above.
+
+    The weights are never formed: ``sum (c + r) s_r = c sum s + sum r s_r`` with one fixed
+    ``ramp = 0, 1, 2, ...`` for every block.
+    """
+    total = weighted = 0.0
+    if kb:
+        low = s[:kb]
+        sl = float(low.sum())
+        total += sl
+        weighted += (a + 1.0) * sl + _sum_of_products(ramp[:kb], low)
+    if kb < s.size:
+        up = s[kb:]
+        su = float(up.sum())
+        total += su
+        weighted += float(n - a - kb) * su - _sum_of_products(ramp[: up.size], up)
+    return total, weighted
+
+
 def scan(prep: Prepared, *, anderson: bool = True, gap: bool = True) -> None:
     """One blocked pass over ``z`` that computes what the tests and W1 need (results cached).
 
-    For each block: ``t = Phi(-|z|)`` by one ``scipy.special.ndtr`` call on ``z`` below 0 and
-    one on ``-z`` above (both tails keep full relative accuracy; ``1 - Phi(z)`` would round to 0
-    beyond ``z = 8.3``); the tent weights ``w_i = i`` below the split, ``n + 1 - i`` above
-    (1-based ``i``); then
+    For each block, the log tail probability ``L = log Phi(-|z|)`` and the tail ``t = exp(L)``
+    come from the scaled complementary error function: with ``u = |z| / sqrt(2)``,
+    ``Phi(-|z|) = erfc(u) / 2 = exp(-u²) erfcx(u) / 2``, so ``L = log erfcx(u) - u² - log 2``
+    exactly, in both tails, with no underflow (``log(ndtr)`` fails beyond ``|z| = 37``, where
+    ``special.log_ndtr`` was needed). ``scipy.special.erfcx`` costs 2.4 ms per 10^6 values
+    against 4.3 ms for ``special.ndtr``, and ``L`` is needed by Anderson-Darling anyway (so the
+    ``log`` is not extra); measured 0.5-1 ms less per 10^6 values than ``ndtr`` then ``log``.
+    The relative error of ``t`` is about ``u² eps`` (2e-14 at ``|z| = 10``), as in the
+    ``exp(-u²)`` inside scipy's own ``erfc``. Then
 
-    - ``anderson``: the four sums of :func:`anderson_statistic`;
+    - ``anderson``: ``M = log1p(-t)`` and the four sums of :func:`anderson_statistic`;
     - ``gap``: ``e_i = i/n - Phi(z_i)``, computed as ``i/n - t_i`` below the split and
       ``t_i - (n - i)/n`` above it (no ``1 - t`` is rounded); its max, min, sum and sum of
       squares (KS, Cramér-von Mises) and the indices where ``F_n - Phi`` may change sign
@@ -153,11 +178,10 @@ def scan(prep: Prepared, *, anderson: bool = True, gap: bool = True) -> None:
         return
     n, z, k = prep.n, prep.z, prep.k
     size = min(n, BLOCK)
-    t, s, w = np.empty(size), np.empty(size), np.empty(size)
+    u_buf, l_buf, s_buf = np.empty(size), np.empty(size), np.empty(size)
     ramp = np.arange(float(size))
+    ramp_n = ramp / n
     inv_n = 1.0 / n
-    lo = int(np.searchsorted(z, -_LOG_NDTR_Z))
-    hi = int(np.searchsorted(z, _LOG_NDTR_Z, side="right"))
     sum_m = sum_l = w_m = w_l = 0.0
     e_max, e_min, e_sum, e_sq = -math.inf, math.inf, 0.0, 0.0
     jumps, inners = [], []
@@ -165,32 +189,29 @@ def scan(prep: Prepared, *, anderson: bool = True, gap: bool = True) -> None:
     for a in range(0, n, size):
         b = min(a + size, n)
         m, kb = b - a, min(max(k - a, 0), b - a)  # block length, negatives in the block
-        zb, tb, sb, wb = z[a:b], t[:m], s[:m], w[:m]
-        special.ndtr(zb[:kb], out=tb[:kb])
-        np.negative(zb[kb:], out=tb[kb:])
-        special.ndtr(tb[kb:], out=tb[kb:])
-        np.add(ramp[:kb], a + 1.0, out=wb[:kb])  # i = j + 1 for 0-based j
-        np.subtract(float(n - a - kb), ramp[: m - kb], out=wb[kb:])  # n - j
+        zb, ub, lb, sb = z[a:b], u_buf[:m], l_buf[:m], s_buf[:m]
+        np.multiply(zb[:kb], -_SQRT1_2, out=ub[:kb])
+        np.multiply(zb[kb:], _SQRT1_2, out=ub[kb:])  # u = |z| / sqrt(2)
+        special.erfcx(ub, out=lb)
+        np.log(lb, out=lb)
+        ub *= ub
+        lb -= ub
+        lb -= _LN2  # L = log Phi(-|z|)
+        tb = np.exp(lb, out=ub)  # t = Phi(-|z|)
         if anderson:
+            sl, wl = _tent_sums(lb, kb, a, n, ramp)
+            sum_l += sl
+            w_l += wl
             np.negative(tb, out=sb)
             np.log1p(sb, out=sb)  # M = log(1 - t)
-            sum_m += float(sb.sum())
-            w_m += _sum_of_products(wb, sb)
-            with np.errstate(divide="ignore"):
-                np.log(tb, out=sb)  # L = log t
-            if a < lo:
-                sb[: min(lo, b) - a] = special.log_ndtr(z[a : min(lo, b)])
-            if b > hi:
-                c = max(hi, a)
-                sb[c - a :] = special.log_ndtr(-z[c:b])
-            sum_l += float(sb.sum())
-            w_l += _sum_of_products(wb, sb)
+            sm, wm = _tent_sums(sb, kb, a, n, ramp)
+            sum_m += sm
+            w_m += wm
         if gap:
-            np.divide(wb[:kb], n, out=sb[:kb])
-            sb[:kb] -= tb[:kb]
-            np.subtract(wb[kb:], 1.0, out=sb[kb:])
-            sb[kb:] /= n
-            np.subtract(tb[kb:], sb[kb:], out=sb[kb:])
+            np.add(ramp_n[:kb], (a + 1.0) * inv_n, out=sb[:kb])
+            sb[:kb] -= tb[:kb]  # (j + 1)/n - t
+            np.add(tb[kb:], ramp_n[: m - kb], out=sb[kb:])
+            sb[kb:] -= (n - a - kb - 1.0) * inv_n  # t - (n - j - 1)/n
             e_max = max(e_max, float(sb.max()))
             e_min = min(e_min, float(sb.min()))
             e_sum += float(sb.sum())
@@ -220,8 +241,8 @@ def anderson_statistic(prep: Prepared) -> float:
 
         A² = -n - (1/n) [sum_i v_i L_i - sum_i v_i M_i] - 2 sum_i M_i
 
-    (:func:`scan` accumulates ``sum L``, ``sum w L``, ``sum M``, ``sum w M``). ``log t`` equals
-    scipy's ``logcdf``/``logsf``; beyond ``|z| = 37`` ``special.log_ndtr`` is used. Rounding:
+    (:func:`scan` accumulates ``sum L``, ``sum w L``, ``sum M``, ``sum w M``). ``L`` equals
+    scipy's ``logcdf``/``logsf`` (``special.log_ndtr``) to rounding. Rounding:
     the sums are of order ``n²``, so ``A²`` carries an absolute error of about ``1e-16 n``
     (1e-10 at 10^6 values), as scipy's own sum of ``n`` terms of order 1 does.
     """
