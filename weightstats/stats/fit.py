@@ -248,18 +248,26 @@ def fit_families(
                 raise InputDataError(
                     "the subsample of `x` is constant; raise `max_samples` or pass all values."
                 )
-    rows = []
-    for name in names:
-        r = _fit_validated(arr, name, gen)
-        rows.append({
-            "family": r.family, "n_params": r.n_params, "loglik": r.loglik, "aic": r.aic,
-            "bic": r.bic, "n": n, "n_used": arr.size, "converged": r.converged,
-            "message": r.message, "params": dict(r.params),
-        })
-    frame = pd.DataFrame(rows)
-    frame["delta_bic"] = frame["bic"] - frame["bic"].min()
-    delta_aic = frame["aic"] - frame["aic"].min()
-    weights = np.exp(-0.5 * delta_aic.to_numpy())
-    frame["akaike_weight"] = weights / weights.sum()
-    frame = frame.sort_values(["bic", "family"], kind="stable").reset_index(drop=True)
-    return frame[FIT_COLUMNS]
+    results = [_fit_validated(arr, name, gen) for name in names]
+    # Columns are assembled in numpy and the frame built once (building it row by row and
+    # sorting in pandas cost ~2.5 ms, more than the closed-form fits themselves at n = 10^6).
+    bic = np.array([r.bic for r in results])
+    aic = np.array([r.aic for r in results])
+    order = sorted(range(len(results)), key=lambda i: (bic[i], results[i].family))
+    weights = np.exp(-0.5 * (aic - aic.min()))
+    weights /= weights.sum()
+    columns = {
+        "family": [results[i].family for i in order],
+        "n_params": np.array([results[i].n_params for i in order], dtype=np.int64),
+        "loglik": np.array([results[i].loglik for i in order]),
+        "aic": aic[order],
+        "bic": bic[order],
+        "delta_bic": (bic - bic.min())[order],
+        "akaike_weight": weights[order],
+        "n": np.full(len(order), n, dtype=np.int64),
+        "n_used": np.full(len(order), arr.size, dtype=np.int64),
+        "converged": np.array([results[i].converged for i in order], dtype=bool),
+        "message": [results[i].message for i in order],
+        "params": [dict(results[i].params) for i in order],
+    }
+    return pd.DataFrame(columns, columns=FIT_COLUMNS)
