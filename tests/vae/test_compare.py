@@ -94,6 +94,15 @@ def test_claims_follow_the_numbers():
     assert "Claim not supported here" in " ".join(claims(_table(flipped)))
 
 
+def test_claims_use_the_paired_gain_when_present():
+    rows = [dict(dataset="sphere", family="gaussian", latent_dim=2, iwae_nll=30.0, iwae_nll_se=1.0,
+                 iwae_gain_vs_gaussian=0.0, iwae_gain_se=0.0),
+            dict(dataset="sphere", family="vmf", latent_dim=2, iwae_nll=29.6, iwae_nll_se=1.0,
+                 iwae_gain_vs_gaussian=0.4, iwae_gain_se=0.05)]
+    # unpaired: 0.4 is within 2 * hypot(1, 1); paired: 8 standard errors
+    assert "vMF better by 0.40 nats (+/- 0.10)" in " ".join(claims(_table(rows)))
+
+
 def test_vae_section_escapes_and_builds(rng):
     table = _table([dict(dataset="digits", family="gaussian", latent_dim=2, iwae_nll=30.0,
                          iwae_nll_se=0.1, elbo=-31.0, kl=2.0, active_units=2)])

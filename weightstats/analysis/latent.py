@@ -4,7 +4,8 @@
 arrays) with the prior, and returns two tidy tables:
 
 * per dimension: mean, sd, normality effect sizes (:func:`weightstats.stats.normality.effect_sizes`,
-  Euclidean latents), a KS test of the marginal against the prior's marginal, the variance of
+  Euclidean latents), a KS test of the marginal against the prior's marginal (two-sample
+  against prior draws for the mixture prior), the variance of
   the posterior means across x and whether the unit is active (Burda et al. 2015), and the mean
   KL of that unit when the posterior log-variances are known (collapsed units have ~0);
 * one summary row: active units, MMD^2 to prior draws with a permutation p-value, two
@@ -235,7 +236,7 @@ def analyze_latent(
     if mu is not None and mu.shape != z.shape:
         raise InputDataError(f"`means` has shape {mu.shape}; `z` has {z.shape}.")
 
-    per_dim = _per_dim(z, mu, logvar, family, prior, threshold, spherical)
+    per_dim = _per_dim(z, mu, logvar, family, prior, threshold, spherical, p_draws)
     n_active = int(per_dim["active"].sum()) if mu is not None else -1
 
     sub_z = z[gen.permutation(n)[:max_samples]]
@@ -279,7 +280,7 @@ def analyze_latent(
     return LatentAnalysis(family, summary, per_dim)
 
 
-def _per_dim(z, mu, logvar, family, prior, threshold, spherical) -> pd.DataFrame:
+def _per_dim(z, mu, logvar, family, prior, threshold, spherical, p_draws) -> pd.DataFrame:
     n, d = z.shape
     cdf = _marginal_cdf(family, d, prior)
     variances = M.active_units(mu, threshold=threshold)[1] if mu is not None else np.full(d, np.nan)
@@ -303,11 +304,10 @@ def _per_dim(z, mu, logvar, family, prior, threshold, spherical) -> pd.DataFrame
         else:
             row.update(skewness=np.nan, excess_kurtosis=np.nan, wasserstein1=np.nan,
                        tail_mass_ratio=np.nan)
-        if cdf is not None:
-            ks = stats.kstest(col, cdf)
-            row.update(ks_statistic=float(ks.statistic), ks_pvalue=float(ks.pvalue))
-        else:
-            row.update(ks_statistic=np.nan, ks_pvalue=np.nan)
+        # one-sample KS against the prior's marginal, or two-sample against prior draws when
+        # the marginal has no closed form (the learned mixture prior)
+        ks = stats.kstest(col, cdf) if cdf is not None else stats.ks_2samp(col, p_draws[:, j])
+        row.update(ks_statistic=float(ks.statistic), ks_pvalue=float(ks.pvalue))
         row.update(
             mean_variance=float(variances[j]),
             active=bool(variances[j] > threshold) if mu is not None else False,
