@@ -205,3 +205,42 @@ def test_bfloat16_store_and_coordinate_sampling(tmp_path):
     with WeightRecorder(model, opt, coords=20, seed=5, store=tmp_path / "s"):
         train(model, opt, *data(), 1)
     assert np.array_equal(c1, RunStore.open(tmp_path / "s").trajectories("0.weight").coords)
+
+
+def test_update_moments_accurate_when_the_mean_dwarfs_the_spread(tmp_path, rng):
+    """Updates = drift 5.0 (changing each step) + noise of sd 1e-3: mean/sd ~ 5000."""
+    w = torch.nn.Parameter(torch.zeros(4000))
+    model = torch.nn.Module()
+    model.w = w
+    opt = torch.optim.SGD([w], lr=1.0)
+    noise = rng.standard_t(6, size=(6, 4000)) * 1e-3
+    prev, deltas = w.detach().clone(), []
+    with WeightRecorder(model, opt, every=100, coords=8, flush_every=4, store=tmp_path / "r"):
+        for t in range(6):
+            w.grad = -torch.from_numpy(5.0 + 0.5 * t + noise[t]).float()
+            opt.step()
+            deltas.append((w.detach() - prev).double().numpy())
+            prev = w.detach().clone()
+    mom = RunStore.open(tmp_path / "r").update_moments("w")
+    for t, d in enumerate(deltas):
+        row = mom.iloc[t]
+        # references: numpy mean/var, scipy.stats.skew/kurtosis of the exact float32 differences
+        np.testing.assert_allclose(row["mean"], d.mean(), rtol=1e-7)
+        np.testing.assert_allclose(row["var"], d.var(), rtol=1e-3)
+        np.testing.assert_allclose(row["skewness"], scipy.stats.skew(d), atol=0.02)
+        np.testing.assert_allclose(row["kurtosis"], scipy.stats.kurtosis(d), atol=0.05)
+
+
+def test_recorders_left_open_are_flushed_at_exit(tmp_path):
+    from weightstats.capture import _writer, hooks
+
+    model = make_mlp(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = WeightRecorder(model, opt, every=100, flush_every=10, store=tmp_path / "r")
+    train(model, opt, *data(), 3)
+    hooks._close_open_recorders()  # what atexit runs first ...
+    _writer._close_open_writers()  # ... then this
+    assert rec.closed and not opt._optimizer_step_post_hooks
+    store = RunStore.open(tmp_path / "r")
+    assert store.trajectories("0.weight").steps.tolist() == [1, 2, 3]
+    assert store.manifest["closed"] is True

@@ -9,6 +9,7 @@ before anything is queued.
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import json
 import os
@@ -30,6 +31,19 @@ _SEQ_PREFIX_LEN = 8
 
 #: run directory (real path) -> the writer open on it in this process
 _OPEN_WRITERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+@atexit.register
+def _close_open_writers() -> None:
+    """At interpreter exit, finish the writes of stores nobody closed (a notebook, a script
+    that forgot ``close()``): the queued shards land and the writer thread is joined before
+    torch tears down, instead of dying in the middle of a write."""
+    for store in list(_OPEN_WRITERS.values()):
+        try:
+            store.close()
+        except Exception as exc:  # noqa: BLE001 - report, and let the others close
+            warnings.warn(f"could not close {store!r} at exit: {exc}", WeightstatsWarning,
+                          stacklevel=1)
 
 
 def _pid_alive(pid: int) -> bool:

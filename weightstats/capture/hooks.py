@@ -30,6 +30,7 @@ Limits
 
 from __future__ import annotations
 
+import atexit
 import os
 import warnings
 import weakref
@@ -199,6 +200,7 @@ class WeightRecorder:
         self._snapshot()  # the initialisation (or the resumed weights)
         self._handles.append(optimizer.register_step_pre_hook(self._pre_step))
         self._handles.append(optimizer.register_step_post_hook(self._post_step))
+        _OPEN_RECORDERS.add(self)
 
     # -------------------------------------------------------------- manifest
     def _settings(self, model, optimizer, include) -> dict:
@@ -335,6 +337,21 @@ class WeightRecorder:
             f"WeightRecorder({len(self._order)} tensors, every={self.every}, "
             f"coords={self.coords}, store={where!r}, {state})"
         )
+
+
+#: recorders not closed yet; closed at interpreter exit (before their stores, atexit is LIFO)
+#: so that updates still buffered in memory reach the disk
+_OPEN_RECORDERS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_recorders() -> None:
+    for rec in list(_OPEN_RECORDERS):
+        try:
+            rec.close()
+        except Exception as exc:  # noqa: BLE001 - report, and let the others close
+            warnings.warn(f"could not close {rec!r} at exit: {exc}", WeightstatsWarning,
+                          stacklevel=1)
 
 
 # optimizer id -> (weakref to optimizer, weakref to model, options, recorder)
