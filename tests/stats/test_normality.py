@@ -420,3 +420,13 @@ def test_scan_caches_and_parts_agree(rng):
     np.testing.assert_array_equal(x, before)
     K.prepare(x, overwrite_input=True)
     assert not np.array_equal(x, before)
+
+
+@pytest.mark.parametrize("d", [0.009, 0.02, 0.05])
+def test_ks_pvalue_known_against_scipy_kstwo(d):
+    # the log-space Birnbaum-Tingey sum used for large n against scipy's double-double sum
+    n = 30_000
+    assert K.ks_pvalue_known(d, n) == pytest.approx(stats.kstwo.sf(d, n), rel=1e-9)
+    # outside the slow range scipy itself is called
+    assert K.ks_pvalue_known(0.3, 50) == stats.kstwo.sf(0.3, 50)
+    assert K.ks_pvalue_known(0.001, n) == stats.kstwo.sf(0.001, n)

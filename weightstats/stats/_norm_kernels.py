@@ -44,6 +44,7 @@ __all__ = [
     "anderson_statistic",
     "cramervonmises_pvalue_case3",
     "cramervonmises_statistic",
+    "ks_pvalue_known",
     "ks_statistic",
     "prepare",
     "qq_max_deviation",
@@ -360,6 +361,34 @@ def wasserstein1_to_normal(prep: Prepared) -> float:
     h = (m * c - s_m) * inv_n - g
     h = np.concatenate([[0.0], h, [-float(csum[-1]) * inv_n]])
     return float(np.abs(np.diff(h)).sum())
+
+
+def ks_pvalue_known(d: float, n: int) -> float:
+    """``scipy.stats.kstwo.sf(d, n)``: the two-sided KS p-value for fully specified parameters.
+
+    scipy's value, computed faster for large samples. Where ``2 <= n d² < 370`` scipy returns
+    ``2 * special.smirnov(n, d)``, an exact sum of ``n(1 - d)`` terms in double-double
+    arithmetic: 1.5 s at n = 10^6, 0.27 s at 10^5 (measured), and that range of ``d`` (0.0015
+    to 0.019 at 10^6) is where mildly non-Gaussian weight tensors land. For ``n > 20,000`` the
+    same Birnbaum-Tingey sum ``d sum_j C(n, j) (d + j/n)^(j-1) (1 - d - j/n)^(n-j)`` is
+    evaluated here in log space with numpy (0.11-0.25 s at 10^6, 1-25 ms at 10^5); it agrees
+    with scipy to 3e-11 relative at n = 30,000 (checked by the tests) and 2e-9 at 10^6 (the
+    rounding of ``gammaln(n + 1)``, about 1.3e7 there); scipy's ``2 smirnov`` is itself an
+    approximation of the two-sided value, off by up to about 1e-6 relative near ``n d² = 2.2``.
+    """
+    if n > 20_000 and 0.0 < d < 0.5 and 2.2 <= n * d * d < 370.0:
+        j = np.arange(0.0, math.floor(n * (1.0 - d)) + 1.0)
+        log_terms = special.gammaln(j + 1.0)
+        log_terms += special.gammaln(n - j + 1.0)
+        np.subtract(math.log(d) + float(special.gammaln(n + 1.0)), log_terms, out=log_terms)
+        with np.errstate(divide="ignore"):  # the last term can be log(0)
+            log_terms += (j - 1.0) * np.log(d + j / n) + (n - j) * np.log1p(-d - j / n)
+        top = float(log_terms.max())
+        one_sided = math.exp(top) * float(np.exp(log_terms - top).sum())
+        return min(max(2.0 * one_sided, 0.0), 1.0)
+    from scipy import stats
+
+    return float(np.clip(stats.kstwo.sf(d, n), 0.0, 1.0))
 
 
 #: Probabilities at which the Q-Q deviation is evaluated: 1001 points across the central 99 %.

@@ -369,7 +369,7 @@ def _battery(
             rows.append(_row(test, w2, p, n, note))
         elif test == "ks":
             d = K.ks_statistic(prep)
-            p = float(np.clip(stats.kstwo.sf(d, n), 0.0, 1.0))
+            p = K.ks_pvalue_known(d, n)  # = scipy.stats.kstwo.sf(d, n), faster at large n
             note = (
                 "KS against the fitted normal with the known-parameter p-value: "
                 "anti-conservative (use lilliefors)"
