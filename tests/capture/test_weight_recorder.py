@@ -244,3 +244,22 @@ def test_recorders_left_open_are_flushed_at_exit(tmp_path):
     store = RunStore.open(tmp_path / "r")
     assert store.trajectories("0.weight").steps.tolist() == [1, 2, 3]
     assert store.manifest["closed"] is True
+
+
+def test_mixed_dtypes_keep_model_order(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2).double(),
+                                torch.nn.Linear(2, 2).to(torch.bfloat16))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with WeightRecorder(model, opt, every=1, store=tmp_path / "r"):
+        before = [p.detach().clone() for p in model.parameters()]
+        for p in model.parameters():
+            p.grad = torch.ones_like(p)
+        opt.step()
+    store = RunStore.open(tmp_path / "r")
+    names = [n for n, _ in model.named_parameters()]
+    assert store.tensor_names() == names and list(store.snapshot(1)) == names
+    for (n, p), b in zip(model.named_parameters(), before):
+        tr = store.trajectories(n)
+        exact = (p.detach().float() - b.float()) if p.dtype == torch.bfloat16 else p.detach() - b
+        np.testing.assert_array_equal(tr.updates[0], exact.reshape(-1)[tr.coords].numpy())
+    assert store.snapshot(1)["1.weight"].dtype == torch.float32  # the store's dtype

@@ -222,13 +222,14 @@ class WeightRecorder:
                 "class": type(optimizer).__qualname__,
                 "defaults": jsonable(optimizer.defaults),
             },
-            "tensors": [
-                {"name": n, "shape": list(shape), "numel": numel,
-                 "dtype": str(g.refs[0]().dtype).replace("torch.", ""),
-                 "device": str(g.device), "n_coords": int(c.numel())}
-                for g in self._groups
-                for n, shape, numel, c in zip(g.names, g.shapes, g.numels, g.coords)
-            ],
+            "tensors": sorted(
+                [{"name": n, "shape": list(shape), "numel": numel,
+                  "dtype": str(g.refs[0]().dtype).replace("torch.", ""),
+                  "device": str(g.device), "n_coords": int(c.numel())}
+                 for g in self._groups
+                 for n, shape, numel, c in zip(g.names, g.shapes, g.numels, g.coords)],
+                key=lambda t: self._order.index(t["name"]),
+            ),
         }
 
     # -------------------------------------------------------------- hooks
