@@ -297,3 +297,20 @@ def test_read_errors_become_checkpoint_errors(tmp_path, monkeypatch):
     with open_checkpoint(path) as ckpt:
         with pytest.raises(CheckpointError, match="cannot read tensor 'w'.*shorter"):
             ckpt.load("w")
+
+
+@pytest.mark.parametrize("fmt", ["torch", "safetensors"])
+def test_release_then_read_again(tmp_path, fmt):
+    sd = cf.state_dict()
+    path = tmp_path / "m.bin"
+    if fmt == "torch":
+        torch.save(sd, path)
+    else:
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    with open_checkpoint(path) as ckpt:
+        first = ckpt.load("layers.1.fc.weight")
+        src = ckpt.row_source("layers.1.fc.weight")
+        np.testing.assert_array_equal(src.rows(3, 5).double().numpy(), first[3:5])
+        del src
+        ckpt.release()
+        np.testing.assert_array_equal(ckpt.load("layers.1.fc.weight"), first)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["Prepared", "prepare", "row_shapiro_pass_rate", "ks_distance", "BLOCK_VALUES"]
+__all__ = ["Prepared", "Units", "prepare", "row_shapiro_pass_rate", "ks_distance", "BLOCK_VALUES"]
 
 #: Values converted to float64 at a time when scanning a tensor (8 MB of float64).
 BLOCK_VALUES = 1 << 20
@@ -56,8 +56,8 @@ class Prepared:
         Output units (rows or channels).
     n_constant_units : int
         Units whose values are all equal (left out of ``rowwise``).
-    units : object
-        The tensor viewed as ``(n_units, unit_size)`` in storage dtype (for the per-unit tests).
+    units : Units
+        The tensor's units, read block by block (for the per-unit tests).
     moments : dict
         Over **every** finite value (not the subsample): ``mean``, ``sd`` (ddof=1),
         ``skewness`` (G1), ``excess_kurtosis`` (G2) and, when the tensor was subsampled,
@@ -75,14 +75,58 @@ class Prepared:
     moments: dict
 
 
+class Units:
+    """A tensor seen as ``(n_units, unit_size)``: one row per output unit, read in blocks.
+
+    `values` is a torch tensor or numpy array (any float dtype), or a *row source*: an object
+    with ``rows(start, stop)`` returning the tensor's slices ``[start:stop]`` along axis 0 as a
+    torch tensor (:meth:`weightstats.io.checkpoint.Checkpoint.row_source`), so a memory-mapped
+    tensor is read one block of units at a time and never copied whole.
+    """
+
+    def __init__(self, values: Any, shape: tuple[int, ...], out_axis: int) -> None:
+        self.structured = len(shape) >= 2 and shape[out_axis] > 1
+        numel = math.prod(shape)
+        self._t = None
+        self._src = None
+        if hasattr(values, "rows") and (not self.structured or out_axis in (0, -len(shape))):
+            if self.structured:
+                self._src = values
+            else:  # 1-D (or a single unit): small, read at once
+                self._t = values.rows(0, shape[0] if shape else 1).reshape(1, -1)
+        else:
+            import torch
+
+            t = values if not hasattr(values, "rows") else values.rows(0, shape[0])
+            t = _as_torch(t).reshape(shape)
+            if self.structured and out_axis not in (0, -len(shape)):
+                t = torch.movedim(t, out_axis, 0)
+            self._t = t.reshape(shape[out_axis] if self.structured else 1, -1)
+        self.n_units = shape[out_axis] if self.structured else 1
+        self.unit_size = numel // self.n_units if self.n_units else 0
+
+    def block(self, start: int, stop: int):
+        """Units ``start:stop`` as a ``(stop - start, unit_size)`` tensor in storage dtype."""
+        if self._t is not None:
+            return self._t[start:stop]
+        return self._src.rows(start, stop).reshape(stop - start, self.unit_size)
+
+    def blocks(self):
+        """``(start, stop, block)`` over whole units, about :data:`BLOCK_VALUES` values each."""
+        step = max(1, BLOCK_VALUES // max(self.unit_size, 1))
+        for start in range(0, self.n_units, step):
+            stop = min(self.n_units, start + step)
+            yield start, stop, self.block(start, stop)
+
+
 def prepare(values: Any, shape: tuple[int, ...], *, out_axis: int, max_samples: int | None,
             rng: np.random.Generator) -> Prepared:
-    """Scan a tensor once: subsample it and compute the per-unit standardisation.
+    """Scan a tensor block by block: subsample it, standardise per unit, exact moments.
 
     Parameters
     ----------
-    values : torch.Tensor or numpy.ndarray
-        The tensor, any float dtype.
+    values : torch.Tensor, numpy.ndarray or row source
+        The tensor, any float dtype (see :class:`Units`).
     shape : tuple of int
         Its shape.
     out_axis : int
@@ -94,28 +138,29 @@ def prepare(values: Any, shape: tuple[int, ...], *, out_axis: int, max_samples: 
     """
     import torch
 
-    t = _as_torch(values).reshape(shape)
-    structured = len(shape) >= 2 and shape[out_axis] > 1
-    if structured:
-        t = torch.movedim(t, out_axis, 0) if out_axis != 0 else t
-        units = t.reshape(shape[out_axis], -1)
-    else:
-        units = t.reshape(1, -1)
-    n_units, unit_size = units.shape
+    units = Units(values, tuple(shape), out_axis)
+    n_units, unit_size = units.n_units, units.unit_size
     numel = n_units * unit_size
+    subsample = max_samples is not None and numel > max_samples
+    idx = np.sort(rng.choice(numel, size=max_samples, replace=False)) if subsample else None
+    sample = np.empty(max_samples if subsample else numel)
 
-    # one pass over blocks of whole units: finite counts and central moments per unit
+    # one pass over blocks of whole units: central moments per unit and the subsample
     means = np.zeros(n_units)
-    sds = np.zeros(n_units)
     counts = np.zeros(n_units, dtype=np.int64)
     m2 = np.zeros(n_units)
     m3 = np.zeros(n_units)
     m4 = np.zeros(n_units)
-    rows_per_block = max(1, BLOCK_VALUES // max(unit_size, 1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        for start in range(0, n_units, rows_per_block):
-            stop = min(n_units, start + rows_per_block)
-            block = units[start:stop].to(torch.float64).numpy()
+        for start, stop, native in units.blocks():
+            lo, hi = start * unit_size, stop * unit_size
+            if subsample:  # gathered in storage dtype, then upcast
+                a, b = np.searchsorted(idx, [lo, hi])
+                picked = native.reshape(-1)[torch.from_numpy(idx[a:b] - lo)]
+                sample[a:b] = picked.to(torch.float64).numpy()
+            block = native.to(torch.float64).numpy()
+            if not subsample:
+                sample[lo:hi] = block.reshape(-1)
             finite = np.isfinite(block)
             count = finite.sum(axis=1)
             mean = np.where(finite, block, 0.0).sum(axis=1) / count
@@ -130,19 +175,13 @@ def prepare(values: Any, shape: tuple[int, ...], *, out_axis: int, max_samples: 
     n_finite = int(counts.sum())
     moments = _pooled_moments(counts, means, m2, m3, m4)
 
-    # the subsample: positions drawn uniformly, gathered in storage dtype, then upcast
-    flat = units.reshape(-1)
-    if max_samples is not None and numel > max_samples:
-        idx = np.sort(rng.choice(numel, size=max_samples, replace=False))
-        sample = flat[torch.from_numpy(idx)].to(torch.float64).numpy()
-    else:
+    if idx is None:
         idx = np.arange(numel)
-        sample = flat.to(torch.float64).numpy()
     keep = np.isfinite(sample)
     pooled = sample[keep]
     rowwise = None
     constant = int(np.count_nonzero((sds == 0) | ~np.isfinite(sds)))
-    if structured:
+    if units.structured:
         unit = (idx // unit_size)[keep]
         sd = sds[unit]
         good = np.isfinite(sd) & (sd > 0)
@@ -150,8 +189,8 @@ def prepare(values: Any, shape: tuple[int, ...], *, out_axis: int, max_samples: 
     if n_finite > pooled.size and moments["sd"] > 0:  # subsampled: count the tails exactly
         lo, hi = moments["mean"] - 3 * moments["sd"], moments["mean"] + 3 * moments["sd"]
         beyond = 0
-        for start in range(0, numel, BLOCK_VALUES):
-            block = flat[start:start + BLOCK_VALUES].to(torch.float64).numpy()
+        for _, _, native in units.blocks():
+            block = native.to(torch.float64).numpy()
             beyond += int(np.count_nonzero((block < lo) | (block > hi)))
         moments["tail_mass_ratio"] = beyond / n_finite / GAUSS_BEYOND_3SD
     return Prepared(pooled, rowwise, n_finite, numel - n_finite, n_units, constant, units,
@@ -204,13 +243,13 @@ def row_shapiro_pass_rate(prep: Prepared, *, max_rows: int, alpha: float,
     import torch
 
     units = prep.units
-    n_units, unit_size = units.shape
+    n_units, unit_size = units.n_units, units.unit_size
     if n_units < 2 or unit_size < 3:
         return math.nan, 0
     chosen = np.sort(rng.choice(n_units, size=min(max_rows, n_units), replace=False))
     passed = tested = 0
     for r in chosen:  # one unit at a time, subsampled before the upcast (memory stays small)
-        native = units[int(r)]
+        native = units.block(int(r), int(r) + 1).reshape(-1)
         if unit_size > SHAPIRO_MAX:
             native = native[torch.from_numpy(np.sort(rng.choice(unit_size, SHAPIRO_MAX, replace=False)))]
         row = native.to(torch.float64).numpy()

@@ -124,8 +124,9 @@ def analyze_tensor(
 
     Parameters
     ----------
-    values : torch.Tensor or numpy.ndarray
-        The tensor's values in any float dtype (it is never upcast as a whole).
+    values : torch.Tensor, numpy.ndarray or row source
+        The tensor's values in any float dtype (never upcast as a whole), or a row source
+        (:meth:`~weightstats.io.checkpoint.Checkpoint.row_source`) read block by block.
     shape : sequence of int
         Its shape.
     role : str
@@ -447,14 +448,20 @@ def analyze_checkpoint(
 def _analyze_entry(ckpt: Any, entry: Any, options: Mapping[str, Any]) -> dict[str, Any]:
     """Analyse one entry of an open checkpoint; a failure becomes a ``failed`` row."""
     try:
-        values = ckpt.load_tensor(entry.name)
+        row_source = getattr(ckpt, "row_source", None)
+        values = row_source(entry.name) if row_source else ckpt.load_tensor(entry.name)
         role = infer_role(entry.name, entry.shape)
-        return analyze_tensor(
-            values, entry.shape, role,
-            max_samples=options["max_samples"],
-            rng=tensor_seed(options["seed"], entry.name),
-            out_axis=entry.out_axis,
-        )
+        try:
+            return analyze_tensor(
+                values, entry.shape, role,
+                max_samples=options["max_samples"],
+                rng=tensor_seed(options["seed"], entry.name),
+                out_axis=entry.out_axis,
+            )
+        finally:
+            del values
+            if hasattr(ckpt, "release"):
+                ckpt.release()  # unmap this tensor's pages before the next one
     except WeightstatsError as exc:
         row = _empty_row()
         row.update(status="failed", note=" ".join(str(exc).split()),

@@ -260,6 +260,22 @@ class Checkpoint:
             detail = " ".join(str(exc).split())[:200] or type(exc).__name__
             raise CheckpointError(f"{self.path}: cannot read tensor {name!r} ({detail}).") from None
 
+    def row_source(self, name: str):
+        """Tensor `name` as a row source: ``.shape`` and ``.rows(start, stop)`` returning the
+        slices ``[start:stop]`` along axis 0 in storage dtype. Safetensors files are read
+        slice by slice from their memory map; other formats slice the (mapped) tensor."""
+        try:
+            reader, key = self._by_name[name]
+        except KeyError:
+            raise CheckpointError(f"{self.path}: no tensor named {name!r}.") from None
+        try:
+            return reader.rows(key)
+        except CheckpointError:
+            raise
+        except Exception as exc:
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise CheckpointError(f"{self.path}: cannot read tensor {name!r} ({detail}).") from None
+
     def load(self, name: str) -> np.ndarray:
         """The tensor `name` as a float64 numpy array of its shape."""
         import torch
@@ -272,6 +288,15 @@ class Checkpoint:
             if e.name == name:
                 return e
         raise CheckpointError(f"{self.path}: no tensor named {name!r}.")
+
+    def release(self) -> None:
+        """Unmap what reading tensors has mapped so far (reopened on the next read).
+
+        Memory-mapped pages that were read count as resident memory until unmapped; the
+        analysis calls this after each tensor, so peak memory stays near the largest tensor.
+        """
+        for reader in self._readers:
+            reader.release()
 
     # -- identity --------------------------------------------------------------------------
     def sha256(self) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from ...errors import CheckpointError
 from ..tensors import TensorEntry
 
-__all__ = ["Reader", "FLOAT_DTYPES", "find_state_dict", "torch_dtype_name", "UNSAFE_HINT"]
+__all__ = ["Reader", "TensorRows", "FLOAT_DTYPES", "find_state_dict", "torch_dtype_name", "UNSAFE_HINT"]
 
 #: Storage dtypes analysed as real values (torch names). Everything else is skipped with a note.
 FLOAT_DTYPES = frozenset(
@@ -58,6 +58,14 @@ class Reader:
         """The tensor stored under `key`, as a CPU ``torch.Tensor`` in its storage dtype."""
         raise NotImplementedError
 
+    def rows(self, key: str) -> "TensorRows":
+        """A row source for `key`: slices along axis 0 on demand (see :class:`TensorRows`)."""
+        return TensorRows(self.read(key))
+
+    def release(self) -> None:
+        """Drop memory maps touched so far (their pages count as resident memory); the next
+        read reopens them. Called after each tensor so memory stays near one tensor's size."""
+
     def close(self) -> None:
         """Release file handles and memory maps."""
 
@@ -80,6 +88,21 @@ class Reader:
             self.entries.append(
                 TensorEntry(key, shape, dtype, numel, source or self.path, key, out_axis)
             )
+
+
+class TensorRows:
+    """Row source over a tensor already at hand (memory-mapped or in memory).
+
+    ``rows(start, stop)`` returns ``tensor[start:stop]``; format readers that can read part of
+    a tensor without materialising it (safetensors) provide their own row source.
+    """
+
+    def __init__(self, tensor: Any) -> None:
+        self._t = tensor
+        self.shape = tuple(int(s) for s in tensor.shape)
+
+    def rows(self, start: int, stop: int):
+        return self._t[start:stop] if self._t.dim() else self._t.reshape(1)
 
 
 def _is_tensor(obj: Any) -> bool:

@@ -157,7 +157,13 @@ class SafetensorsReader(Reader):
             )
         self._handle = None
 
+    def rows(self, key: str) -> "_SliceRows":
+        return _SliceRows(self._open().get_slice(key))
+
     def read(self, key: str):
+        return self._open().get_tensor(key)
+
+    def _open(self):
         if self._handle is None:
             from safetensors import safe_open
 
@@ -165,7 +171,24 @@ class SafetensorsReader(Reader):
                 self._handle = safe_open(self.path, framework="pt", device="cpu")
             except Exception as exc:  # the library's own checks, should ours miss one
                 raise CheckpointError(f"{self.path}: safetensors refused the file ({exc}).") from None
-        return self._handle.get_tensor(key)
+        return self._handle
+
+    def release(self) -> None:
+        self._handle = None  # unmaps the file once the last slice view is gone
 
     def close(self) -> None:
         self._handle = None
+
+
+class _SliceRows:
+    """Rows of one safetensors tensor read through ``get_slice``: only the requested slice is
+    copied out of the memory map, so analysing a tensor never holds a second full copy."""
+
+    def __init__(self, view) -> None:
+        self._view = view
+        self.shape = tuple(int(s) for s in view.get_shape())
+
+    def rows(self, start: int, stop: int):
+        if not self.shape:
+            return self._view[:].reshape(1)
+        return self._view[start:stop]

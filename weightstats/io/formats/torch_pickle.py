@@ -66,6 +66,8 @@ class TorchReader(Reader):
             raise CheckpointError(f"{path}: not a readable PyTorch pickle ({_first_line(exc)}).") from None
         except Exception as exc:  # torch raises RuntimeError/EOFError/... for corrupt files
             obj = self._fallback(path, exc, allow_pickle=allow_pickle, zip_format=zip_format)
+        self._zip = zip_format
+        self._allow_pickle = allow_pickle
         self._tensors: dict[str, Any] = {}
         flat, self.skipped = find_state_dict(obj, path)
         for key, value in flat.items():
@@ -95,10 +97,25 @@ class TorchReader(Reader):
         ) from None
 
     def read(self, key: str):
+        if not self._tensors:  # released: map the file again (only the pickle is read)
+            import torch
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                obj = torch.load(self.path, map_location="cpu", weights_only=not self._allow_pickle,
+                                 mmap=True)
+            flat, _ = find_state_dict(obj, self.path)
+            self._tensors = {k: v for k, v in flat.items() if _is_tensor(v)}
         return self._tensors[key]
 
+    def release(self) -> None:
+        # legacy pickles live in memory (nothing to unmap); a trusted full unpickle is not
+        # repeated, since it may run code
+        if self._zip and not self._allow_pickle:
+            self._tensors = {}
+
     def close(self) -> None:
-        self._tensors.clear()
+        self._tensors = {}
 
 
 def _first_line(exc: BaseException) -> str:
