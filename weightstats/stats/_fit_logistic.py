@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from ._core import subsample_start
+
 __all__ = ["fit_logistic", "logistic_loglik"]
 
 
@@ -24,8 +26,13 @@ def logistic_loglik(x: np.ndarray, loc: float, scale: float) -> float:
 def fit_logistic(x: np.ndarray, *, max_iter: int = 100, tol: float = 1e-12):
     """Return ``(params, loglik, converged, message)`` for the logistic MLE of `x`."""
     n = x.size
-    loc = float(np.median(x))
-    scale = float(x.std()) * math.sqrt(3.0) / math.pi
+    sub = subsample_start(x)  # > 80,000 values: start from a fixed-seed subsample's fit
+    if sub is not None:
+        start = fit_logistic(sub, max_iter=max_iter, tol=tol)[0]
+        loc, scale = start["loc"], start["scale"]
+    else:
+        loc = float(np.median(x))
+        scale = float(x.std()) * math.sqrt(3.0) / math.pi
     ll = logistic_loglik(x, loc, scale)
     converged = False
     it = 0
