@@ -17,6 +17,7 @@ from weightstats.stats.verdict import (
     classify_shape,
     decide_shape,
     empirical_dip,
+    may_have_two_modes,
     mixture_separation,
     shape_verdict,
 )
@@ -61,13 +62,20 @@ def test_classify_shape_calibration_fast(kind):
 @pytest.mark.parametrize("kind", ["normal", "uniform", "mixture", "laplace"])
 def test_classify_shape_small_n(kind):
     # at n = 1,000 the confidence intervals keep Gaussian samples gaussian
-    for seed in range(2):
+    x = _draw(kind, 1000, np.random.default_rng(100))
+    assert classify_shape(x, rng=0).label == EXPECTED[kind]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(EXPECTED))
+def test_classify_shape_small_n_more_seeds(kind):
+    for seed in range(1, 6):
         x = _draw(kind, 1000, np.random.default_rng(100 + seed))
         assert classify_shape(x, rng=seed).label == EXPECTED[kind]
 
 
 def test_classify_shape_is_seeded_and_explained(rng):
-    x = _draw("mixture", 4_000, rng)
+    x = _draw("mixture", 2_000, rng)
     a, b = classify_shape(x, rng=3), classify_shape(x, rng=3)
     assert a == b
     assert isinstance(a, ShapeVerdict) and a.label in LABELS
@@ -88,6 +96,8 @@ def test_classify_shape_degenerate_does_not_raise():
         classify_shape([])  # empty input is an error, not a shape
     with pytest.raises(InputDataError, match="`k_max`"):
         classify_shape(np.arange(20.0), k_max=0)
+    with pytest.raises(InputDataError, match="`fit_mixture`"):
+        classify_shape(np.arange(20.0), fit_mixture="never")
 
 
 @dataclass
@@ -138,3 +148,39 @@ def test_empirical_dip_flat_vs_bimodal(rng):
     bim = np.sort(_draw("mixture", 50_000, rng))
     sep2 = mixture_separation([0.5, 0.5], [-2.0, 2.0], [1.0, 1.0])
     assert empirical_dip(bim, sep2) == pytest.approx(sep2.dip, abs=0.05)
+
+
+def _z(x):
+    return np.sort((x - x.mean()) / x.std(ddof=1))
+
+
+@pytest.mark.parametrize("kind", ["normal", "t5", "laplace", "uniform", "lognormal"])
+def test_may_have_two_modes_unimodal_large_samples(kind):
+    # smooth unimodal (or flat) data at 10^5 values: no valley at any scale, no mixture fit
+    x = _draw(kind, 100_000, np.random.default_rng(1))
+    assert not may_have_two_modes(_z(x))
+    v = classify_shape(x, rng=0)
+    assert v.label == EXPECTED[kind] and v.mixture_k is None
+    assert "no mixture was fitted" in v.reason
+
+
+def test_may_have_two_modes_bimodal_and_small(rng):
+    assert may_have_two_modes(_z(_draw("mixture", 100_000, rng)))
+    # a minor mode of 10 % far out, invisible to the moments' signs
+    x = np.where(
+        rng.random(100_000) < 0.9, rng.normal(size=100_000), 5 + 0.5 * rng.normal(size=100_000)
+    )
+    assert may_have_two_modes(_z(x))
+    assert classify_shape(x, rng=0, mixture_max_n=3_000).label == "mixture"
+    # below 200 values the counts are noise: always fit
+    assert may_have_two_modes(_z(rng.normal(size=150)))
+
+
+@pytest.mark.slow
+def test_classify_shape_gate_does_not_change_labels():
+    # 'auto' skips the fit only where the rule could not say 'mixture': same labels as 'always'
+    for kind in ("normal", "uniform", "mixture"):
+        x = _draw(kind, 30_000, np.random.default_rng(9))
+        auto = classify_shape(x, rng=1, mixture_max_n=2_000)
+        always = classify_shape(x, rng=1, mixture_max_n=2_000, fit_mixture="always")
+        assert auto.label == always.label == EXPECTED[kind]

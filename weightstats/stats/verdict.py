@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,7 @@ from ..errors import (
     SmallSampleWarning,
     WeightstatsError,
 )
-from ._core import as_generator, check_int
+from ._core import as_generator, check_choice, check_int
 from .normality import EffectSizes, _effects, _prepare_sample
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "classify_shape",
     "decide_shape",
     "empirical_dip",
+    "may_have_two_modes",
     "mixture_separation",
     "shape_verdict",
 ]
@@ -74,6 +75,11 @@ QSKEW_TOL = 0.15
 KURT_TOL = 0.5
 #: classify_shape fits the mixture on at most this many values (a seeded subsample).
 MIXTURE_MAX_N = 20_000
+#: :func:`may_have_two_modes` window half-widths, in sd of the sample (the rule's window is 0.1
+#: of the distance between the two peaks, between 0.05 and 0.5 sd for any mixture it accepts).
+GATE_WIDTHS = tuple(float(0.04 * 1.2**i) for i in range(15))  # 0.04 .. 0.51
+#: ... and the count ratio at or below which a valley counts as a hint (the rule needs 0.5).
+GATE_RATIO = 0.85
 
 
 @dataclass(frozen=True)
@@ -236,6 +242,41 @@ def empirical_dip(xs_sorted: Any, separation: ModeSeparation) -> float:
     return count(separation.valley) / peak if peak > 0 else math.nan
 
 
+def may_have_two_modes(z_sorted: Any) -> bool:
+    """Whether the sample's own counts leave room for two separated modes (a cheap data check).
+
+    For each window half-width ``h`` in :data:`GATE_WIDTHS` (in sd of the sample), counts the
+    values within ``h`` of points spaced ``h/4`` apart across the central 99 % (binary search in
+    the sorted sample) and looks, at every point between the 4 % and 96 % quantiles (where the
+    valley of any mixture the rule accepts lies, as each side holds at least 5 % of the mass),
+    for a count at most :data:`GATE_RATIO` times the lower of the highest counts on its two
+    sides. False means no such valley at any scale: the data are unimodal up to noise, and the
+    mixture rule, which needs the data's own valley (:func:`empirical_dip`, the same count
+    ratio at one scale with the peaks' own counts, which are at most those maxima) to be at
+    most ``DIP_MAX = 0.5``, cannot fire. The loose ratio (0.85 against 0.5) absorbs the grid.
+
+    Parameters
+    ----------
+    z_sorted : array_like
+        The sample, sorted ascending, standardised (mean 0, sd 1).
+    """
+    z = np.asarray(z_sorted, dtype=float)
+    n = z.size
+    if n < 200:  # too few values for counts to mean anything; the fit is cheap anyway
+        return True
+    lo, hi = z[int(0.005 * n)], z[int(0.995 * n) - 1]
+    v_lo, v_hi = z[int(0.04 * n)], z[int(0.96 * n) - 1]
+    for h in GATE_WIDTHS:
+        x = np.arange(lo, hi + h / 4.0, h / 4.0)
+        count = np.searchsorted(z, x + h, side="right") - np.searchsorted(z, x - h, side="left")
+        left = np.maximum.accumulate(count)
+        right = np.maximum.accumulate(count[::-1])[::-1]
+        inside = (x >= v_lo) & (x <= v_hi)
+        if np.any(count[inside] <= GATE_RATIO * np.minimum(left, right)[inside]):
+            return True
+    return False
+
+
 def _fmt_ci(low: float, high: float) -> str:
     return f"[{low:.3g}, {high:.3g}]"
 
@@ -348,6 +389,7 @@ def classify_shape(
     rng: Any = None,
     k_max: int = 4,
     mixture_max_n: int = MIXTURE_MAX_N,
+    fit_mixture: str = "auto",
     nan_policy: str = "raise",
 ) -> ShapeVerdict:
     """Compute the effect sizes and a BIC-selected Gaussian mixture, then :func:`decide_shape`.
@@ -363,6 +405,11 @@ def classify_shape(
     mixture_max_n : int
         The mixture is fitted on a random subsample of at most this many values (the separation
         of modes does not need more, and BIC on millions of values prefers K >= 2 anyway).
+    fit_mixture : {'auto', 'always'}
+        ``'auto'`` fits the mixture only when :func:`may_have_two_modes` finds a hint of a
+        valley in the data (otherwise the mixture rule cannot fire, and the label comes from
+        the effect sizes alone; the reason says so); ``'always'`` fits it regardless. The
+        fit is most of the cost (0.2-3 s), the check about 1 ms.
     nan_policy : {'raise', 'omit'}
 
     Returns
@@ -377,6 +424,7 @@ def classify_shape(
     'heavy-tailed'
     """
     k_max = check_int(k_max, name="k_max", minimum=1)
+    fit_mixture = check_choice(fit_mixture, ("auto", "always"), name="fit_mixture")
     mixture_max_n = check_int(mixture_max_n, name="mixture_max_n", minimum=MIN_N)
     gen = as_generator(rng)
     with warnings.catch_warnings():
@@ -385,6 +433,11 @@ def classify_shape(
     effects = _effects(prep, 0.95)
     if prep.n < MIN_N or prep.sd == 0.0:
         return decide_shape(effects, None)
+    if fit_mixture == "auto" and not may_have_two_modes(prep.z):
+        verdict = decide_shape(effects, None)
+        return replace(
+            verdict, reason=verdict.reason + " No valley in the data: no mixture was fitted."
+        )
     from .mixture import select_gaussian_mixture
 
     xs = prep.z  # standardised: the mixture evidence is invariant under x -> a x + b
