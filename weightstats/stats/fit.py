@@ -159,7 +159,10 @@ def fit(x: Any, family: str, *, rng: Any = None, nan_policy: str = "raise") -> F
     x : array_like or torch.Tensor
         The sample (flattened); at least 8 finite values, not all equal.
     family : str
-        One of ``normal, laplace, logistic, t, gennorm, uniform, gmm``.
+        One of ``normal, laplace, logistic, t, gennorm, uniform, gmm``. ``gmm`` fits K = 1..4
+        components (4 seeded starts each, plus a start split from the K - 1 fit) and keeps the
+        lowest BIC; it is the slowest family (seconds at 10^6 values), so subsample first
+        (``fit_families(..., max_samples=...)``) when many tensors are analysed.
     rng : None, int or numpy.random.Generator
         Randomness for the mixture's EM starts (only ``gmm`` uses it); a fixed seed gives a
         deterministic result.
