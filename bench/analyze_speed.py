@@ -59,7 +59,9 @@ def write_medium(directory: Path, n_params: float, seed: int = 0) -> dict[str, P
     per = 1024 * 1024
     n_tensors = max(4, int(round(n_params / per)))
     sd = {
-        f"layers.{i}.{KINDS[i % 4]}.weight": torch.from_numpy(make_tensor(KINDS[i % 4], (1024, 1024), rng))
+        f"layers.{i}.{KINDS[i % 4]}.weight": torch.from_numpy(
+            make_tensor(KINDS[i % 4], (1024, 1024), rng)
+        )
         for i in range(n_tensors)
     }
     paths = {"safetensors": directory / "medium.safetensors", "torch": directory / "medium.pt"}
@@ -95,9 +97,11 @@ def write_big(directory: Path, n_values: float, seed: int = 0) -> tuple[Path, in
     ffn = max(256, int(per_block / (3 * width)))
     layout = [("model.embed_tokens.weight", (vocab, width))]
     for b in range(24):
-        layout += [(f"model.layers.{b}.mlp.up_proj.weight", (ffn, width)),
-                   (f"model.layers.{b}.mlp.down_proj.weight", (width, ffn)),
-                   (f"model.layers.{b}.mlp.gate_proj.weight", (ffn, width))]
+        layout += [
+            (f"model.layers.{b}.mlp.up_proj.weight", (ffn, width)),
+            (f"model.layers.{b}.mlp.down_proj.weight", (width, ffn)),
+            (f"model.layers.{b}.mlp.gate_proj.weight", (ffn, width)),
+        ]
     weight_map, shard, shard_values, shard_no = {}, {}, 0, 1
 
     def flush():
@@ -165,25 +169,38 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
 
 
 def child_peak_rss(code: str) -> int:
-    out = subprocess.run([sys.executable, "-c", RSS_CHILD, code], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_CHILD, code], check=True, capture_output=True, text=True
+    ).stdout
     return int(out.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--params", type=float, default=25e6, help="size of the speed checkpoint")
-    ap.add_argument("--big-values", type=float, default=2e8,
-                    help="values in the sharded bf16 checkpoint for the RSS check (2e9 = 4 GB)")
-    ap.add_argument("--scipy-tensors", type=int, default=2,
-                    help="tensors timed with scipy/sklearn (the rest is extrapolated)")
+    ap.add_argument(
+        "--big-values",
+        type=float,
+        default=2e8,
+        help="values in the sharded bf16 checkpoint for the RSS check (2e9 = 4 GB)",
+    )
+    ap.add_argument(
+        "--scipy-tensors",
+        type=int,
+        default=2,
+        help="tensors timed with scipy/sklearn (the rest is extrapolated)",
+    )
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--skip-jobs", action="store_true")
     ap.add_argument("--only-memory", action="store_true", help="run only the peak-RSS check")
     args = ap.parse_args()
 
-    from weightstats.analysis.checkpoint import DEFAULT_MAX_SAMPLES, analyze_checkpoint, analyze_tensor
+    from weightstats.analysis.checkpoint import (
+        DEFAULT_MAX_SAMPLES,
+        analyze_checkpoint,
+        analyze_tensor,
+    )
 
     tmp = tempfile.TemporaryDirectory(dir=args.workdir)
     work = Path(tmp.name)
@@ -197,17 +214,23 @@ def main() -> None:
         import torch
 
         save_file({"w": torch.randn(64, 64)}, str(tiny))
-        base_code = (f"from weightstats.analysis.checkpoint import analyze_checkpoint; "
-                     f"analyze_checkpoint({str(tiny)!r})")
-        run_code = (f"from weightstats.analysis.checkpoint import analyze_checkpoint; "
-                    f"analyze_checkpoint({str(big)!r})")
+        base_code = (
+            f"from weightstats.analysis.checkpoint import analyze_checkpoint; "
+            f"analyze_checkpoint({str(tiny)!r})"
+        )
+        run_code = (
+            f"from weightstats.analysis.checkpoint import analyze_checkpoint; "
+            f"analyze_checkpoint({str(big)!r})"
+        )
         baseline = child_peak_rss(base_code)
         (peak, seconds) = timed(child_peak_rss, run_code)
-        print(f"[memory] sharded bf16 checkpoint of {args.big_values:.3g} values, largest tensor "
-              f"{largest / 1e6:.0f} MB: child peak RSS {peak / 1e6:.0f} MB "
-              f"(a 4,096-value checkpoint: {baseline / 1e6:.0f} MB) -> peak / largest tensor = "
-              f"{peak / largest:.2f} (target < 3); (peak - that constant) / largest = "
-              f"{(peak - baseline) / largest:.2f}; analysis took {seconds:.0f} s")
+        print(
+            f"[memory] sharded bf16 checkpoint of {args.big_values:.3g} values, largest tensor "
+            f"{largest / 1e6:.0f} MB: child peak RSS {peak / 1e6:.0f} MB "
+            f"(a 4,096-value checkpoint: {baseline / 1e6:.0f} MB) -> peak / largest tensor = "
+            f"{peak / largest:.2f} (target < 3); (peak - that constant) / largest = "
+            f"{(peak - baseline) / largest:.2f}; analysis took {seconds:.0f} s"
+        )
         for f in (work / "big").iterdir():
             f.unlink()
     if args.only_memory:
@@ -219,14 +242,22 @@ def main() -> None:
     n_values = int(frame["numel"].sum())
     n_tensors = len(frame)
     t_np = numpy_pass(paths["safetensors"])
-    print(f"[speed] {n_tensors} tensors, {n_values:,} values, default max_samples="
-          f"{DEFAULT_MAX_SAMPLES:,}: {t_ws:.1f} s = {n_tensors / t_ws:.2f} tensors/s, "
-          f"{n_values / t_ws / 1e6:.2f} M values/s; one numpy pass (load + sum) {t_np:.2f} s; "
-          f"analysis / numpy pass = {t_ws / t_np:.0f}x")
-    print("        verdicts: " + ", ".join(f"{k} {v}" for k, v in frame["verdict"].value_counts().items()))
+    print(
+        f"[speed] {n_tensors} tensors, {n_values:,} values, default max_samples="
+        f"{DEFAULT_MAX_SAMPLES:,}: {t_ws:.1f} s = {n_tensors / t_ws:.2f} tensors/s, "
+        f"{n_values / t_ws / 1e6:.2f} M values/s; one numpy pass (load + sum) {t_np:.2f} s; "
+        f"analysis / numpy pass = {t_ws / t_np:.0f}x"
+    )
+    print(
+        "        verdicts: "
+        + ", ".join(f"{k} {v}" for k, v in frame["verdict"].value_counts().items())
+    )
     _, t_torch = timed(analyze_checkpoint, paths["torch"])
     _, t_shard = timed(analyze_checkpoint, paths["sharded"])
-    print(f"        same checkpoint as torch zip: {t_torch:.1f} s; as 3 safetensors shards: {t_shard:.1f} s")
+    print(
+        f"        same checkpoint as torch zip: {t_torch:.1f} s; "
+        f"as 3 safetensors shards: {t_shard:.1f} s"
+    )
 
     # 2. accuracy of the default subsample against all values (one tensor of each kind)
     from weightstats.io.checkpoint import open_checkpoint
@@ -235,18 +266,30 @@ def main() -> None:
     # are compared on an absolute scale (per value for delta BIC); the others relatively.
     # KS distances are probabilities: an absolute error of 0.01 is one percentage point.
     relative = ["sd", "tail_mass_ratio"]
-    absolute = ["skewness", "excess_kurtosis", "wasserstein1", "dbic_per_value",
-                "ks_kaiming_uniform", "ks_normal_init"]
-    print(f"[accuracy] default max_samples={DEFAULT_MAX_SAMPLES:,} vs all 1,048,576 values "
-          "(relative error for sd and tail mass ratio; absolute for skewness, excess kurtosis, "
-          "W1, delta BIC per value and the KS distances):")
+    absolute = [
+        "skewness",
+        "excess_kurtosis",
+        "wasserstein1",
+        "dbic_per_value",
+        "ks_kaiming_uniform",
+        "ks_normal_init",
+    ]
+    print(
+        f"[accuracy] default max_samples={DEFAULT_MAX_SAMPLES:,} vs all 1,048,576 values "
+        "(relative error for sd and tail mass ratio; absolute for skewness, excess kurtosis, "
+        "W1, delta BIC per value and the KS distances):"
+    )
     worst: dict[str, float] = {}
     with open_checkpoint(paths["safetensors"]) as ckpt:
         for i, kind in enumerate(KINDS):
             e = ckpt.entries[i]
             x = ckpt.load_tensor(e.name)
-            rows = [analyze_tensor(x, e.shape, "linear_weight", max_samples=m,
-                                   rng=np.random.default_rng(0)) for m in (DEFAULT_MAX_SAMPLES, None)]
+            rows = [
+                analyze_tensor(
+                    x, e.shape, "linear_weight", max_samples=m, rng=np.random.default_rng(0)
+                )
+                for m in (DEFAULT_MAX_SAMPLES, None)
+            ]
             for r in rows:
                 r["dbic_per_value"] = r["delta_bic_normal"] / r["n_used"]
             errs = {}
@@ -255,20 +298,29 @@ def main() -> None:
                 errs[c] = abs(a - b) / abs(b) if c in relative and b else abs(a - b)
                 worst[c] = max(worst.get(c, 0.0), errs[c])
             same = rows[0]["verdict"] == rows[1]["verdict"]
-            print(f"   {kind:9s} verdict {'same' if same else 'DIFFERENT'} ({rows[0]['verdict']}); "
-                  + ", ".join(f"{c} {errs[c]:.2%}" if c in relative else f"{c} {errs[c]:.4f}"
-                              for c in relative + absolute))
+            print(
+                f"   {kind:9s} verdict {'same' if same else 'DIFFERENT'} ({rows[0]['verdict']}); "
+                + ", ".join(
+                    f"{c} {errs[c]:.2%}" if c in relative else f"{c} {errs[c]:.4f}"
+                    for c in relative + absolute
+                )
+            )
     within = [c for c in worst if worst[c] <= 0.01]
-    print(f"   within 1% (or 0.01): {', '.join(within)}; "
-          f"not: {', '.join(f'{c} ({worst[c]:.3g})' for c in worst if c not in within) or 'none'}")
+    print(
+        f"   within 1% (or 0.01): {', '.join(within)}; "
+        f"not: {', '.join(f'{c} ({worst[c]:.3g})' for c in worst if c not in within) or 'none'}"
+    )
 
     # 3. jobs
     if not args.skip_jobs:
         _, t1 = timed(analyze_checkpoint, paths["safetensors"], jobs=1)
         f2, t2 = timed(analyze_checkpoint, paths["safetensors"], jobs=2)
         same = f2.drop(columns="checkpoint").equals(frame.drop(columns="checkpoint"))
-        print(f"[jobs] jobs=1 {t1:.1f} s, jobs=2 {t2:.1f} s: speed-up {t1 / t2:.2f}x (target >= 1.7; "
-              f"machine has {os.cpu_count()} cores shared with other processes); identical frame: {same}")
+        print(
+            f"[jobs] jobs=1 {t1:.1f} s, jobs=2 {t2:.1f} s: speed-up {t1 / t2:.2f}x (target >= 1.7; "
+            f"machine has {os.cpu_count()} cores shared with other processes); "
+            f"identical frame: {same}"
+        )
 
     # 4. against scipy.stats fit + sklearn GaussianMixture, extrapolated by values
     with open_checkpoint(paths["safetensors"]) as ckpt:
@@ -281,10 +333,12 @@ def main() -> None:
             t_ref += t
             ref_values += x.size
     est = t_ref * n_values / ref_values
-    print(f"[vs scipy] scipy.stats fit of 6 families + sklearn GaussianMixture K=1..4 took "
-          f"{t_ref:.1f} s on {len(chosen)} tensors ({ref_values:,} values); extrapolated by values "
-          f"to the {n_values:,}-value checkpoint: {est:.0f} s. weightstats (families, mixture, "
-          f"normality, tails, row-wise view): {t_ws:.1f} s -> {est / t_ws:.0f}x faster (target >= 30)")
+    print(
+        f"[vs scipy] scipy.stats fit of 6 families + sklearn GaussianMixture K=1..4 took "
+        f"{t_ref:.1f} s on {len(chosen)} tensors ({ref_values:,} values); extrapolated by values "
+        f"to the {n_values:,}-value checkpoint: {est:.0f} s. weightstats (families, mixture, "
+        f"normality, tails, row-wise view): {t_ws:.1f} s -> {est / t_ws:.0f}x faster (target >= 30)"
+    )
     tmp.cleanup()
 
 

@@ -38,8 +38,13 @@ def test_prepare_rowwise_standardisation(rng, out_axis):
     w = rng.normal(size=(40, 30)) * rng.uniform(0.1, 3, size=(40, 1)) + rng.normal(size=(40, 1))
     if out_axis == -1:
         w = np.ascontiguousarray(w.T)  # (in, out): units are columns
-    prep = prepare(w.astype(np.float32), w.shape, out_axis=out_axis, max_samples=None,
-                   rng=np.random.default_rng(0))
+    prep = prepare(
+        w.astype(np.float32),
+        w.shape,
+        out_axis=out_axis,
+        max_samples=None,
+        rng=np.random.default_rng(0),
+    )
     units = w if out_axis == 0 else w.T
     units = units.astype(np.float32).astype(np.float64)
     z = (units - units.mean(axis=1, keepdims=True)) / units.std(axis=1, ddof=1, keepdims=True)
@@ -112,12 +117,14 @@ def test_best_family_and_delta_bic_against_fit_families(rng):
 
     x = rng.laplace(size=(100, 50))
     row = _row(x, max_samples=None)
-    ref = fit_families(x.ravel(), ["normal", "laplace", "logistic", "t", "gennorm", "uniform"],
-                       rng=0)
+    ref = fit_families(
+        x.ravel(), ["normal", "laplace", "logistic", "t", "gennorm", "uniform"], rng=0
+    )
     bic = dict(zip(ref["family"], ref["bic"]))
     assert row["best_family"] in ("laplace", "gennorm")
-    assert row["delta_bic_normal"] == pytest.approx(bic["normal"] - bic[row["best_family"]],
-                                                    rel=1e-9)
+    assert row["delta_bic_normal"] == pytest.approx(
+        bic["normal"] - bic[row["best_family"]], rel=1e-9
+    )
     assert row["excess_kurtosis"] == pytest.approx(stats.kurtosis(x.ravel(), bias=False))
     assert row["n_used"] == x.size
 
@@ -275,9 +282,12 @@ def test_jobs_give_identical_frames(ckpt_path, tmp_path):
 def test_dask_local_cluster_gives_same_frame(ckpt_path):
     distributed = pytest.importorskip("distributed")
     one = analyze_checkpoint(ckpt_path, max_samples=1500, seed=2, jobs=1)
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None) as cluster:
-        dask = analyze_checkpoint(ckpt_path, max_samples=1500, seed=2, scheduler=cluster.scheduler_address)
+    with distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+    ) as cluster:
+        dask = analyze_checkpoint(
+            ckpt_path, max_samples=1500, seed=2, scheduler=cluster.scheduler_address
+        )
     pd.testing.assert_frame_equal(one, dask)
 
 

@@ -1,4 +1,4 @@
-"""`weightstats analyze`: the table, the outputs, and one stderr line + exit 2 for every bad input."""
+"""`weightstats analyze`: table, outputs, and one stderr line + exit 2 for every bad input."""
 
 from __future__ import annotations
 
@@ -58,12 +58,25 @@ def test_table_summary_and_answer(ckpt):
     assert "Verdicts by role:" in out
     assert "weight matrices" in out  # the answer paragraph
     assert "\x1b[" not in out  # no colour when stdout is not a terminal
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
 
 
 def test_outputs_with_provenance_and_no_overwrite(ckpt, tmp_path):
     csv, js, pq = tmp_path / "a.csv", tmp_path / "a.json", tmp_path / "a.parquet"
-    result = run(ckpt, "--csv", csv, "--json", js, "--parquet", pq, "--seed", "3", "-q",
-                 "--max-samples", "1000")
+    result = run(
+        ckpt,
+        "--csv",
+        csv,
+        "--json",
+        js,
+        "--parquet",
+        pq,
+        "--seed",
+        "3",
+        "-q",
+        "--max-samples",
+        "1000",
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     frame = pd.read_csv(csv, comment="#")
@@ -165,9 +178,14 @@ def test_bad_options(ckpt, tmp_path):
 
 def test_degenerate_tensors_are_rows_not_crashes(tmp_path):
     path = tmp_path / "odd.safetensors"
-    save_file({"nan.weight": torch.full((20, 20), float("nan")),
-               "const.weight": torch.zeros(20, 20),
-               "ok.weight": torch.randn(20, 20)}, str(path))
+    save_file(
+        {
+            "nan.weight": torch.full((20, 20), float("nan")),
+            "const.weight": torch.zeros(20, 20),
+            "ok.weight": torch.randn(20, 20),
+        },
+        str(path),
+    )
     result = run(path)
     assert result.exit_code == 0, result.output
     assert result.stdout.count("degenerate") >= 2
@@ -188,7 +206,9 @@ def test_bundled_checkpoint_subprocess():
         pytest.skip("data/digits_mlp.safetensors not built yet")
     proc = subprocess.run(
         [sys.executable, "-m", "weightstats", "analyze", str(path), "--max-samples", "5000"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert "verdict" in proc.stdout and "weight" in proc.stdout
@@ -200,8 +220,12 @@ def test_unsafe_subprocess_one_line(tmp_path):
     path = tmp_path / "evil.pt"
     with open(path, "wb") as fh:
         pickle.dump({"x": cf.Evil(str(tmp_path / "pwned"))}, fh)
-    proc = subprocess.run([sys.executable, "-m", "weightstats", "analyze", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "weightstats", "analyze", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "--unsafe-allow-pickle" in proc.stderr
     assert not (tmp_path / "pwned").exists()

@@ -42,7 +42,9 @@ class Evil:
         return (open, (self.path, "w"))
 
 
-def write_safetensors_raw(path: Path, header: dict, data: bytes, *, length: int | None = None) -> Path:
+def write_safetensors_raw(
+    path: Path, header: dict, data: bytes, *, length: int | None = None
+) -> Path:
     """Write a safetensors file with a hand-made (possibly lying) header."""
     raw = json.dumps(header).encode()
     n = len(raw) if length is None else length

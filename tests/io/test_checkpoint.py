@@ -1,4 +1,4 @@
-"""open_checkpoint: every format round-trips, bad files fail with one clear error, pickles are safe."""
+"""open_checkpoint: formats round-trip, bad files fail with one clear error, pickles are safe."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ def test_torch_zip_round_trip(tmp_path, suffix):
     with open_checkpoint(path) as ckpt:
         assert ckpt.format == "torch-zip"
         assert [e.name for e in ckpt.entries] == FLOAT_NAMES
-        assert ckpt.skipped == [("layers.1.bn.num_batches_tracked", pytest.approx(ckpt.skipped[0][1]))]
+        assert ckpt.skipped == [
+            ("layers.1.bn.num_batches_tracked", pytest.approx(ckpt.skipped[0][1]))
+        ]
         assert "int64" in ckpt.skipped[0][1]
         _check_values(ckpt, sd)
 
@@ -74,7 +76,9 @@ def test_nested_state_dicts_and_prefixes(tmp_path, wrapper):
         _check_values(ckpt, sd)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"])
+@pytest.mark.parametrize(
+    "dtype", ["float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"]
+)
 def test_safetensors_dtypes_upcast(tmp_path, dtype):
     t = (torch.randn(8, 6) * 0.5).to(getattr(torch, dtype))
     path = tmp_path / "w.safetensors"

@@ -93,7 +93,11 @@ def _write_keras2_h5(path, rng):
         g["bias:0"] = bias
         root.create_group("dense/dense")["kernel:0"] = kernel2
         f.create_group("optimizer_weights")["iterations:0"] = np.float32(3.0)
-    return {"dense_1/dense_1/kernel:0": kernel, "dense_1/dense_1/bias:0": bias, "dense/dense/kernel:0": kernel2}
+    return {
+        "dense_1/dense_1/kernel:0": kernel,
+        "dense_1/dense_1/bias:0": bias,
+        "dense/dense/kernel:0": kernel2,
+    }
 
 
 def test_keras_h5_weights(tmp_path, rng):

@@ -119,8 +119,14 @@ class Units:
             yield start, stop, self.block(start, stop)
 
 
-def prepare(values: Any, shape: tuple[int, ...], *, out_axis: int, max_samples: int | None,
-            rng: np.random.Generator) -> Prepared:
+def prepare(
+    values: Any,
+    shape: tuple[int, ...],
+    *,
+    out_axis: int,
+    max_samples: int | None,
+    rng: np.random.Generator,
+) -> Prepared:
     """Scan a tensor block by block: subsample it, standardise per unit, exact moments.
 
     Parameters
@@ -193,8 +199,7 @@ def prepare(values: Any, shape: tuple[int, ...], *, out_axis: int, max_samples: 
             block = native.to(torch.float64).numpy()
             beyond += int(np.count_nonzero((block < lo) | (block > hi)))
         moments["tail_mass_ratio"] = beyond / n_finite / GAUSS_BEYOND_3SD
-    return Prepared(pooled, rowwise, n_finite, numel - n_finite, n_units, constant, units,
-                    moments)
+    return Prepared(pooled, rowwise, n_finite, numel - n_finite, n_units, constant, units, moments)
 
 
 def _pooled_moments(counts, means, m2, m3, m4) -> dict[str, float]:
@@ -206,8 +211,13 @@ def _pooled_moments(counts, means, m2, m3, m4) -> dict[str, float]:
     tensor (checked in the tests) without holding it in float64.
     """
     n = float(counts.sum())
-    out = {"mean": math.nan, "sd": math.nan, "skewness": math.nan, "excess_kurtosis": math.nan,
-           "tail_mass_ratio": math.nan}
+    out = {
+        "mean": math.nan,
+        "sd": math.nan,
+        "skewness": math.nan,
+        "excess_kurtosis": math.nan,
+        "tail_mass_ratio": math.nan,
+    }
     if n < 2:
         return out
     ok = counts > 0
@@ -226,8 +236,9 @@ def _pooled_moments(counts, means, m2, m3, m4) -> dict[str, float]:
     return out
 
 
-def row_shapiro_pass_rate(prep: Prepared, *, max_rows: int, alpha: float,
-                          rng: np.random.Generator) -> tuple[float, int]:
+def row_shapiro_pass_rate(
+    prep: Prepared, *, max_rows: int, alpha: float, rng: np.random.Generator
+) -> tuple[float, int]:
     """Share of output units whose Shapiro-Wilk test does not reject normality at `alpha`.
 
     At most `max_rows` units (a seeded random choice) are tested, each on at most 5,000 of its
@@ -251,7 +262,9 @@ def row_shapiro_pass_rate(prep: Prepared, *, max_rows: int, alpha: float,
     for r in chosen:  # one unit at a time, subsampled before the upcast (memory stays small)
         native = units.block(int(r), int(r) + 1).reshape(-1)
         if unit_size > SHAPIRO_MAX:
-            native = native[torch.from_numpy(np.sort(rng.choice(unit_size, SHAPIRO_MAX, replace=False)))]
+            native = native[
+                torch.from_numpy(np.sort(rng.choice(unit_size, SHAPIRO_MAX, replace=False)))
+            ]
         row = native.to(torch.float64).numpy()
         row = row[np.isfinite(row)]
         if row.size < 3 or row.min() == row.max():

@@ -42,8 +42,16 @@ def analyze_by_name(path: str, allow_pickle: bool, name: str, options: Mapping[s
     return _analyze_entry(ckpt, ckpt.entry(name), options)
 
 
-def run_tasks(tasks, opened, options, *, jobs: int, scheduler: str | None,
-              allow_pickle: bool, progress: Callable[[int], None] | None):
+def run_tasks(
+    tasks,
+    opened,
+    options,
+    *,
+    jobs: int,
+    scheduler: str | None,
+    allow_pickle: bool,
+    progress: Callable[[int], None] | None,
+):
     """Run ``[(checkpoint index, path or None, entry)]``; return ``{(index, name): row}``."""
     from .checkpoint import _analyze_entry
 
@@ -62,7 +70,10 @@ def run_tasks(tasks, opened, options, *, jobs: int, scheduler: str | None,
     ctx = multiprocessing.get_context("spawn")  # fork after torch threads can deadlock
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as pool:
         futures = {
-            pool.submit(analyze_by_name, path, allow_pickle, entry.name, dict(options)): (i, entry.name)
+            pool.submit(analyze_by_name, path, allow_pickle, entry.name, dict(options)): (
+                i,
+                entry.name,
+            )
             for i, path, entry in remote
         }
         for future in as_completed(futures):
@@ -87,8 +98,15 @@ def _run_dask(remote, options, scheduler, allow_pickle, results, tick):
     try:
         futures = {}
         for i, path, entry in remote:
-            fut = client.submit(analyze_by_name, path, allow_pickle, entry.name, dict(options),
-                                pure=False, key=f"weightstats-{i}-{entry.name}-{id(remote)}")
+            fut = client.submit(
+                analyze_by_name,
+                path,
+                allow_pickle,
+                entry.name,
+                dict(options),
+                pure=False,
+                key=f"weightstats-{i}-{entry.name}-{id(remote)}",
+            )
             futures[fut] = (i, entry.name)
         for fut in dask_completed(list(futures), loop=client.loop):
             results[futures[fut]] = fut.result()

@@ -1,7 +1,8 @@
 """Are a checkpoint's weights Gaussian? One row of evidence per tensor.
 
 :func:`analyze_tensor` is the unit of work (one tensor's values in, one dict of numbers out);
-:func:`analyze_checkpoint` opens checkpoints with :func:`~weightstats.io.checkpoint.open_checkpoint`,
+:func:`analyze_checkpoint` opens checkpoints with
+:func:`~weightstats.io.checkpoint.open_checkpoint`,
 streams their tensors through it (in this process, in ``jobs`` worker processes, or on a Dask
 cluster, see :mod:`weightstats.analysis._runner`) and returns one tidy frame in layer order.
 """
@@ -60,11 +61,35 @@ VERDICTS = (
 )
 
 COLUMNS = [
-    "checkpoint", "tensor", "shape", "dtype", "numel", "role", "fan_in", "n_used",
-    "best_family", "delta_bic_normal", "skewness", "excess_kurtosis", "wasserstein1",
-    "tail_mass_ratio", "tail_index", "mixture_k", "verdict_pooled", "verdict_rowwise", "verdict",
-    "rowwise_excess_kurtosis", "row_sw_pass_rate", "row_sw_rows", "row_sw_expected",
-    "ks_kaiming_uniform", "ks_normal_init", "mean", "sd", "status", "note",
+    "checkpoint",
+    "tensor",
+    "shape",
+    "dtype",
+    "numel",
+    "role",
+    "fan_in",
+    "n_used",
+    "best_family",
+    "delta_bic_normal",
+    "skewness",
+    "excess_kurtosis",
+    "wasserstein1",
+    "tail_mass_ratio",
+    "tail_index",
+    "mixture_k",
+    "verdict_pooled",
+    "verdict_rowwise",
+    "verdict",
+    "rowwise_excess_kurtosis",
+    "row_sw_pass_rate",
+    "row_sw_rows",
+    "row_sw_expected",
+    "ks_kaiming_uniform",
+    "ks_normal_init",
+    "mean",
+    "sd",
+    "status",
+    "note",
 ]
 
 
@@ -79,8 +104,15 @@ def tensor_seed(seed: int, name: str) -> np.random.Generator:
 
 def _empty_row() -> dict[str, Any]:
     row: dict[str, Any] = {c: math.nan for c in COLUMNS}
-    row.update(best_family=None, verdict_pooled=None, verdict_rowwise=None, verdict=None,
-               status="analysed", note="", mixture_k=math.nan)
+    row.update(
+        best_family=None,
+        verdict_pooled=None,
+        verdict_rowwise=None,
+        verdict=None,
+        status="analysed",
+        note="",
+        mixture_k=math.nan,
+    )
     return row
 
 
@@ -152,8 +184,12 @@ def analyze_tensor(
         ``note``) for all-NaN, constant or tiny tensors.
     """
     shape = tuple(int(s) for s in shape)
-    if max_samples is not None and (not isinstance(max_samples, (int, np.integer)) or max_samples < MIN_VALUES):
-        raise InputDataError(f"`max_samples` must be an integer >= {MIN_VALUES} or None; got {max_samples!r}.")
+    if max_samples is not None and (
+        not isinstance(max_samples, (int, np.integer)) or max_samples < MIN_VALUES
+    ):
+        raise InputDataError(
+            f"`max_samples` must be an integer >= {MIN_VALUES} or None; got {max_samples!r}."
+        )
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     row = _empty_row()
     numel = math.prod(shape)
@@ -169,8 +205,10 @@ def analyze_tensor(
         notes.append(f"{prep.n_nonfinite} of {numel} values are NaN or infinite (left out)")
     if x.size < MIN_VALUES or x.min() == x.max():
         why = (
-            "all values are NaN or infinite" if x.size == 0
-            else f"only {x.size} finite values (at least {MIN_VALUES} needed)" if x.size < MIN_VALUES
+            "all values are NaN or infinite"
+            if x.size == 0
+            else f"only {x.size} finite values (at least {MIN_VALUES} needed)"
+            if x.size < MIN_VALUES
             else f"constant (every value is {x[0]:.6g})"
         )
         row.update(verdict="degenerate", verdict_pooled="degenerate", note="; ".join([why] + notes))
@@ -204,14 +242,21 @@ def analyze_tensor(
         z = prep.rowwise
         if z is not None and z.size >= MIN_VALUES and z.min() < z.max():
             r_effects, _, r_verdict = _shape_evidence(z, gen)
-            row.update(verdict_rowwise=r_verdict.label,
-                       rowwise_excess_kurtosis=r_effects.excess_kurtosis)
+            row.update(
+                verdict_rowwise=r_verdict.label, rowwise_excess_kurtosis=r_effects.excess_kurtosis
+            )
             if prep.n_constant_units:
-                notes.append(f"{prep.n_constant_units} constant units left out of the row-wise view")
-        rate, n_rows = row_shapiro_pass_rate(prep, max_rows=ROW_TEST_MAX_ROWS,
-                                             alpha=ROW_TEST_ALPHA, rng=gen)
-        row.update(row_sw_pass_rate=rate, row_sw_rows=n_rows,
-                   row_sw_expected=1 - ROW_TEST_ALPHA if n_rows else math.nan)
+                notes.append(
+                    f"{prep.n_constant_units} constant units left out of the row-wise view"
+                )
+        rate, n_rows = row_shapiro_pass_rate(
+            prep, max_rows=ROW_TEST_MAX_ROWS, alpha=ROW_TEST_ALPHA, rng=gen
+        )
+        row.update(
+            row_sw_pass_rate=rate,
+            row_sw_rows=n_rows,
+            row_sw_expected=1 - ROW_TEST_ALPHA if n_rows else math.nan,
+        )
     # exact full-tensor figures from the streaming pass replace the subsample's (see Prepared)
     full = {k: v for k, v in prep.moments.items() if math.isfinite(v)}
     row.update(full)
@@ -257,12 +302,16 @@ class _DictCheckpoint:
             dtype = torch_dtype_name(value.dtype)
             shape = tuple(int(s) for s in value.shape)
             if dtype not in FLOAT_DTYPES:
-                self.skipped.append((name, f"{dtype} values are not analysed (only floating point)"))
+                self.skipped.append(
+                    (name, f"{dtype} values are not analysed (only floating point)")
+                )
             elif math.prod(shape) == 0:
                 self.skipped.append((name, f"empty tensor of shape {list(shape)} (a placeholder)"))
             else:
                 self._values[name] = value
-                self.entries.append(TensorEntry(name, shape, dtype, math.prod(shape), self.path, name))
+                self.entries.append(
+                    TensorEntry(name, shape, dtype, math.prod(shape), self.path, name)
+                )
         by_name = {e.name: e for e in self.entries}
         self.entries = [by_name[n] for n in layer_order(by_name)]
 
@@ -275,7 +324,11 @@ class _DictCheckpoint:
     def sha256(self) -> str:
         h = hashlib.sha256()
         for e in self.entries:
-            h.update(e.name.encode() + b"\0" + np.ascontiguousarray(to_numpy(self._values[e.name])).tobytes())
+            h.update(
+                e.name.encode()
+                + b"\0"
+                + np.ascontiguousarray(to_numpy(self._values[e.name])).tobytes()
+            )
         return h.hexdigest()
 
     def close(self) -> None:
@@ -383,8 +436,12 @@ def analyze_checkpoint(
 
     if not isinstance(min_numel, (int, np.integer)) or min_numel < 1:
         raise InputDataError(f"`min_numel` must be a positive integer; got {min_numel!r}.")
-    if max_samples is not None and (not isinstance(max_samples, (int, np.integer)) or max_samples < MIN_VALUES):
-        raise InputDataError(f"`max_samples` must be an integer >= {MIN_VALUES}; got {max_samples!r}.")
+    if max_samples is not None and (
+        not isinstance(max_samples, (int, np.integer)) or max_samples < MIN_VALUES
+    ):
+        raise InputDataError(
+            f"`max_samples` must be an integer >= {MIN_VALUES}; got {max_samples!r}."
+        )
     if not isinstance(jobs, (int, np.integer)) or jobs < 1:
         raise InputDataError(f"`jobs` must be a positive integer; got {jobs!r}.")
     sources = _as_list(path_or_state_dict)
@@ -401,14 +458,22 @@ def analyze_checkpoint(
                 opened.append((path, open_checkpoint(path, allow_pickle=allow_pickle)))
         tasks, frames_meta = [], []
         for i, (path, ckpt) in enumerate(opened):
-            work, left_out = _select(ckpt.entries, include=include, exclude=exclude,
-                                     min_numel=min_numel)
+            work, left_out = _select(
+                ckpt.entries, include=include, exclude=exclude, min_numel=min_numel
+            )
             frames_meta.append((path, ckpt, work, left_out))
             tasks.extend((i, path, e) for e in work)
         if on_total is not None:
             on_total(len(tasks))
-        results = run_tasks(tasks, opened, options, jobs=jobs, scheduler=scheduler,
-                            allow_pickle=allow_pickle, progress=progress)
+        results = run_tasks(
+            tasks,
+            opened,
+            options,
+            jobs=jobs,
+            scheduler=scheduler,
+            allow_pickle=allow_pickle,
+            progress=progress,
+        )
         frames, meta = [], []
         for i, (path, ckpt, work, left_out) in enumerate(frames_meta):
             label = os.fspath(sources[i]) if path is not None else f"<state_dict {i}>"
@@ -419,13 +484,22 @@ def analyze_checkpoint(
                 rows[e.name] = row
             for name, reason, e in left_out:
                 row = _skipped_row(name, reason)
-                row.update(shape=str(list(e.shape)), dtype=e.dtype, numel=e.numel,
-                           role=infer_role(name, e.shape))
+                row.update(
+                    shape=str(list(e.shape)),
+                    dtype=e.dtype,
+                    numel=e.numel,
+                    role=infer_role(name, e.shape),
+                )
                 rows[name] = row
             for name, reason in ckpt.skipped:
                 rows.setdefault(name, _skipped_row(name, reason))
-            names = list(rows) if ckpt.order_from_file else layer_order(
-                [e.name for e in ckpt.entries] + [n for n in rows if n not in {e.name for e in ckpt.entries}]
+            names = (
+                list(rows)
+                if ckpt.order_from_file
+                else layer_order(
+                    [e.name for e in ckpt.entries]
+                    + [n for n in rows if n not in {e.name for e in ckpt.entries}]
+                )
             )
             frame = pd.DataFrame([rows[n] for n in names], columns=COLUMNS)
             frame["checkpoint"] = label
@@ -438,8 +512,9 @@ def analyze_checkpoint(
     for column in ("numel", "n_used", "row_sw_rows", "mixture_k"):
         out[column] = pd.to_numeric(out[column], errors="coerce")
     out.attrs.update(_versions())
-    out.attrs.update(seed=int(seed), max_samples=max_samples, min_numel=int(min_numel),
-                     checkpoints=meta)
+    out.attrs.update(
+        seed=int(seed), max_samples=max_samples, min_numel=int(min_numel), checkpoints=meta
+    )
     if len(meta) == 1:
         out.attrs["sha256"] = meta[0]["sha256"]
     return out
@@ -453,7 +528,9 @@ def _analyze_entry(ckpt: Any, entry: Any, options: Mapping[str, Any]) -> dict[st
         role = infer_role(entry.name, entry.shape)
         try:
             return analyze_tensor(
-                values, entry.shape, role,
+                values,
+                entry.shape,
+                role,
                 max_samples=options["max_samples"],
                 rng=tensor_seed(options["seed"], entry.name),
                 out_axis=entry.out_axis,
@@ -464,7 +541,11 @@ def _analyze_entry(ckpt: Any, entry: Any, options: Mapping[str, Any]) -> dict[st
                 ckpt.release()  # unmap this tensor's pages before the next one
     except WeightstatsError as exc:
         row = _empty_row()
-        row.update(status="failed", note=" ".join(str(exc).split()),
-                   shape=str(list(entry.shape)), numel=entry.numel,
-                   role=infer_role(entry.name, entry.shape))
+        row.update(
+            status="failed",
+            note=" ".join(str(exc).split()),
+            shape=str(list(entry.shape)),
+            numel=entry.numel,
+            role=infer_role(entry.name, entry.shape),
+        )
         return row

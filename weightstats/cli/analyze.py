@@ -1,4 +1,4 @@
-"""``weightstats analyze CHECKPOINT...``: a verdict per tensor, and the answer for the checkpoint."""
+"""``weightstats analyze CHECKPOINT...``: a verdict per tensor and the answer for the checkpoint."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ _COLOURS = {
     "mixture": "blue",
     "degenerate": "bright_black",
 }
+
 
 def _text(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -70,7 +71,7 @@ def _ellipsize(text: str, width: int) -> str:
         return text
     keep = max(width - 1, 1)
     head = keep // 3
-    return text[:head] + "…" + text[len(text) - (keep - head):]
+    return text[:head] + "…" + text[len(text) - (keep - head) :]
 
 
 def format_table(frame, *, width: int | None = None, colour: bool = True) -> list[str]:
@@ -79,8 +80,13 @@ def format_table(frame, *, width: int | None = None, colour: bool = True) -> lis
     cells = []
     for _, row in frame.iterrows():
         if row["status"] in ("skipped", "failed"):
-            cells.append({"tensor": _text(row["tensor"]), "verdict": row["status"],
-                          "_note": _text(row["note"])})
+            cells.append(
+                {
+                    "tensor": _text(row["tensor"]),
+                    "verdict": row["status"],
+                    "_note": _text(row["note"]),
+                }
+            )
         else:
             cells.append({header: fmt(row[col]) for header, col, fmt, _ in _COLUMNS})
     columns = list(_COLUMNS)
@@ -106,11 +112,15 @@ def format_table(frame, *, width: int | None = None, colour: bool = True) -> lis
             verdict = c["verdict"].ljust(widths["verdict"])
             if colour:
                 verdict = click.style(verdict, fg="bright_black")
-            lines.append("  ".join([
-                _ellipsize(c["tensor"], widths["tensor"]).ljust(widths["tensor"]),
-                _ellipsize(c["_note"], max(span, 10)).ljust(max(span, 10)),
-                verdict,
-            ]).rstrip())
+            lines.append(
+                "  ".join(
+                    [
+                        _ellipsize(c["tensor"], widths["tensor"]).ljust(widths["tensor"]),
+                        _ellipsize(c["_note"], max(span, 10)).ljust(max(span, 10)),
+                        verdict,
+                    ]
+                ).rstrip()
+            )
             continue
         parts = []
         for h, *_ in columns:
@@ -133,7 +143,11 @@ def _roles_summary(frame) -> list[str]:
     widths = {v: max(len(v), 3) for v in verdicts}
     out = ["role".ljust(role_w) + "  " + "  ".join(v.rjust(widths[v]) for v in verdicts)]
     for role, row in counts.iterrows():
-        out.append(str(role).ljust(role_w) + "  " + "  ".join(str(int(row[v])).rjust(widths[v]) for v in verdicts))
+        out.append(
+            str(role).ljust(role_w)
+            + "  "
+            + "  ".join(str(int(row[v])).rjust(widths[v]) for v in verdicts)
+        )
     return out
 
 
@@ -143,8 +157,10 @@ def answer_paragraph(frame) -> str:
     n_skipped = int((frame["status"] == "skipped").sum())
     n_failed = int((frame["status"] == "failed").sum())
     if analysed.empty:
-        return (f"No tensor could be analysed ({n_skipped} skipped, {n_failed} failed); "
-                "see the notes in the table.")
+        return (
+            f"No tensor could be analysed ({n_skipped} skipped, {n_failed} failed); "
+            "see the notes in the table."
+        )
     weights = analysed[analysed["fan_in"].notna() | (analysed["role"] == "embedding")]
     base = weights if not weights.empty else analysed
     what = "weight matrices" if not weights.empty else "tensors"
@@ -162,9 +178,7 @@ def answer_paragraph(frame) -> str:
         head = "Partly"
     else:
         head = "Mostly no"
-    text = [
-        f"{head}: of {n} {what} ({values:,} values), " + ", ".join(parts) + "."
-    ]
+    text = [f"{head}: of {n} {what} ({values:,} values), " + ", ".join(parts) + "."]
     kurt = base["excess_kurtosis"].median()
     if math.isfinite(kurt):
         text.append(f"Median excess kurtosis {kurt:.2f} (0 for a Gaussian).")
@@ -175,11 +189,15 @@ def answer_paragraph(frame) -> str:
         )
     rate = base["row_sw_pass_rate"].median()
     if math.isfinite(rate):
-        text.append(f"Median share of rows passing Shapiro-Wilk: {rate:.0%} (95% expected if Gaussian).")
+        text.append(
+            f"Median share of rows passing Shapiro-Wilk: {rate:.0%} (95% expected if Gaussian)."
+        )
     ks = base["ks_kaiming_uniform"].median()
     ks_n = base["ks_normal_init"].median()
     if math.isfinite(ks):
-        near = "still close to" if min(ks, ks_n if math.isfinite(ks_n) else 1) < 0.05 else "away from"
+        near = (
+            "still close to" if min(ks, ks_n if math.isfinite(ks_n) else 1) < 0.05 else "away from"
+        )
         text.append(
             f"Median KS distance to PyTorch's default Kaiming-uniform init {ks:.3f} "
             f"(to a normal init of the same sd {ks_n:.3f}): the weights are {near} their init."
@@ -231,23 +249,29 @@ def write_outputs(frame, *, csv: str | None, json_path: str | None, parquet: str
     """Write the tidy frame (with its provenance in ``attrs``) to the requested files."""
     meta = _meta(frame)
     if csv:
+
         def write_csv(tmp: str) -> None:
             with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 for key, value in meta.items():
                     fh.write(f"# {key}: {json.dumps(value)}\n")
                 frame.to_csv(fh, index=False)
+
         _atomic_write(csv, write_csv)
     if json_path:
+
         def write_json(tmp: str) -> None:
             rows = json.loads(frame.to_json(orient="records"))
             with open(tmp, "w", encoding="utf-8") as fh:
                 json.dump({"meta": meta, "rows": rows}, fh, indent=1)
+
         _atomic_write(json_path, write_json)
     if parquet:
+
         def write_parquet(tmp: str) -> None:
             out = frame.copy()
             out.attrs = meta
             out.to_parquet(tmp, index=False, engine="pyarrow")
+
         _atomic_write(parquet, write_parquet)
 
 
@@ -256,25 +280,102 @@ def write_outputs(frame, *, csv: str | None, json_path: str | None, parquet: str
 
 @click.command("analyze")
 @click.argument("checkpoints", nargs=-1, required=True, metavar="CHECKPOINT...")
-@click.option("--include", multiple=True, metavar="GLOB", help="Analyse only tensors matching a glob (repeatable).")
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip tensors matching a glob (repeatable).")
-@click.option("--min-numel", type=click.IntRange(min=1), default=64, show_default=True, help="Skip tensors with fewer values.")
-@click.option("--max-samples", type=int, default=200_000, show_default=True, help="Fit each tensor on a seeded random subsample of N values (n_used); 0 uses every value.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Global seed (per-tensor seeds derive from it and the name).")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes; results do not depend on it.")
-@click.option("--scheduler", metavar="ADDRESS", default=None, help="Send the work to this Dask distributed scheduler.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the full tidy frame as CSV.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full tidy frame as JSON.")
-@click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False), help="Write the full tidy frame as Parquet.")
-@click.option("-o", "--output", "report_path", type=click.Path(dir_okay=False), help="Write an HTML report.")
-@click.option("--json-report", "json_report", type=click.Path(dir_okay=False), help="Write the HTML report's model as JSON.")
+@click.option(
+    "--include",
+    multiple=True,
+    metavar="GLOB",
+    help="Analyse only tensors matching a glob (repeatable).",
+)
+@click.option(
+    "--exclude", multiple=True, metavar="GLOB", help="Skip tensors matching a glob (repeatable)."
+)
+@click.option(
+    "--min-numel",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Skip tensors with fewer values.",
+)
+@click.option(
+    "--max-samples",
+    type=int,
+    default=200_000,
+    show_default=True,
+    help="Fit each tensor on a seeded random subsample of N values (n_used); 0 uses every value.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Global seed (per-tensor seeds derive from it and the name).",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes; results do not depend on it.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="Send the work to this Dask distributed scheduler.",
+)
+@click.option(
+    "--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the full tidy frame as CSV."
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    help="Write the full tidy frame as JSON.",
+)
+@click.option(
+    "--parquet",
+    "parquet_path",
+    type=click.Path(dir_okay=False),
+    help="Write the full tidy frame as Parquet.",
+)
+@click.option(
+    "-o", "--output", "report_path", type=click.Path(dir_okay=False), help="Write an HTML report."
+)
+@click.option(
+    "--json-report",
+    "json_report",
+    type=click.Path(dir_okay=False),
+    help="Write the HTML report's model as JSON.",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar, table or summary (errors still print).")
-@click.option("--unsafe-allow-pickle", is_flag=True, help="Load pickles that run code. Only for files you trust.")
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bar, table or summary (errors still print)."
+)
+@click.option(
+    "--unsafe-allow-pickle",
+    is_flag=True,
+    help="Load pickles that run code. Only for files you trust.",
+)
 @one_line_errors
-def command(checkpoints, include, exclude, min_numel, max_samples, seed, jobs, scheduler,
-            csv_path, json_path, parquet_path, report_path, json_report, force, quiet,
-            unsafe_allow_pickle) -> None:
+def command(
+    checkpoints,
+    include,
+    exclude,
+    min_numel,
+    max_samples,
+    seed,
+    jobs,
+    scheduler,
+    csv_path,
+    json_path,
+    parquet_path,
+    report_path,
+    json_report,
+    force,
+    quiet,
+    unsafe_allow_pickle,
+) -> None:
     """Are the weights in CHECKPOINT Gaussian? One verdict per tensor.
 
     CHECKPOINT is a PyTorch (.pt/.pth/.bin/.ckpt), safetensors, sharded Hugging Face
@@ -299,8 +400,16 @@ def command(checkpoints, include, exclude, min_numel, max_samples, seed, jobs, s
         raise InputDataError("-o/--output makes a report of one checkpoint; give only one.")
     if json_report and not report_path:
         raise InputDataError("--json-report needs -o/--output REPORT.html as well.")
-    _check_outputs({"--csv": csv_path, "--json": json_path, "--parquet": parquet_path,
-                    "--output": report_path, "--json-report": json_report}, force)
+    _check_outputs(
+        {
+            "--csv": csv_path,
+            "--json": json_path,
+            "--parquet": parquet_path,
+            "--output": report_path,
+            "--json-report": json_report,
+        },
+        force,
+    )
     show_progress = not quiet and sys.stderr.isatty()
     from tqdm import tqdm
 
@@ -311,9 +420,17 @@ def command(checkpoints, include, exclude, min_numel, max_samples, seed, jobs, s
 
     try:
         frame = analyze_checkpoint(
-            list(checkpoints), include=include, exclude=exclude, min_numel=min_numel,
-            max_samples=max_samples or None, seed=seed, jobs=jobs, scheduler=scheduler,
-            allow_pickle=unsafe_allow_pickle, progress=bar.update, on_total=on_total,
+            list(checkpoints),
+            include=include,
+            exclude=exclude,
+            min_numel=min_numel,
+            max_samples=max_samples or None,
+            seed=seed,
+            jobs=jobs,
+            scheduler=scheduler,
+            allow_pickle=unsafe_allow_pickle,
+            progress=bar.update,
+            on_total=on_total,
         )
     finally:
         bar.close()
@@ -337,7 +454,9 @@ def command(checkpoints, include, exclude, min_numel, max_samples, seed, jobs, s
         click.echo(answer_paragraph(frame))
     failed = int((frame["status"] == "failed").sum())
     if failed:
-        click.echo(f"weightstats: {failed} tensor(s) could not be analysed; see their notes.", err=True)
+        click.echo(
+            f"weightstats: {failed} tensor(s) could not be analysed; see their notes.", err=True
+        )
         sys.exit(EXIT_PARTIAL)
     sys.exit(EXIT_OK)
 
@@ -346,9 +465,16 @@ def _write_report(frame, checkpoint, report_path, json_report, force, allow_pick
     try:
         from ..report.checkpoint_report import write_checkpoint_report
     except ImportError:
-        raise InputDataError("-o/--output needs weightstats.report, which is not installed.") from None
+        raise InputDataError(
+            "-o/--output needs weightstats.report, which is not installed."
+        ) from None
     from ..io.checkpoint import open_checkpoint
 
     with open_checkpoint(checkpoint, allow_pickle=allow_pickle) as ckpt:
-        write_checkpoint_report(frame, ckpt.load, Path(report_path), force=force,
-                                json_path=Path(json_report) if json_report else None)
+        write_checkpoint_report(
+            frame,
+            ckpt.load,
+            Path(report_path),
+            force=force,
+            json_path=Path(json_report) if json_report else None,
+        )

@@ -227,7 +227,7 @@ class Checkpoint:
         prefix = keys[0][: len(keys[0]) - len(shown[keys[0]])] if keys else ""
         for name, _ in self.skipped:
             if prefix and name.startswith(prefix) and len(name) > len(prefix):
-                shown[name] = name[len(prefix):]
+                shown[name] = name[len(prefix) :]
         by_shown: dict[str, TensorEntry] = {}
         for entry, reader in raw_entries:  # type: ignore[misc]
             name = shown[entry.name]
@@ -284,10 +284,12 @@ class Checkpoint:
 
     def entry(self, name: str) -> TensorEntry:
         """The :class:`TensorEntry` called `name`."""
-        for e in self.entries:
-            if e.name == name:
-                return e
-        raise CheckpointError(f"{self.path}: no tensor named {name!r}.")
+        if not hasattr(self, "_entry_index"):
+            self._entry_index = {e.name: e for e in self.entries}
+        try:
+            return self._entry_index[name]
+        except KeyError:
+            raise CheckpointError(f"{self.path}: no tensor named {name!r}.") from None
 
     def release(self) -> None:
         """Unmap what reading tensors has mapped so far (reopened on the next read).

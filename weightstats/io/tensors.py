@@ -93,7 +93,10 @@ class TensorEntry:
 
 
 _ATTENTION_PATTERNS = (
-    ("attention_qkv", re.compile(r"(^|[._])(qkv|c_attn|in_proj|query_key_value|wqkv|Wqkv)([._]|$)")),
+    (
+        "attention_qkv",
+        re.compile(r"(^|[._])(qkv|c_attn|in_proj|query_key_value|wqkv|Wqkv)([._]|$)"),
+    ),
     ("attention_query", re.compile(r"(^|[._])(q_proj|query|wq|q_lin|q)([._]|$)")),
     ("attention_key", re.compile(r"(^|[._])(k_proj|key|wk|k_lin|k)([._]|$)")),
     ("attention_value", re.compile(r"(^|[._])(v_proj|value|wv|v_lin|v)([._]|$)")),
@@ -102,10 +105,20 @@ _ATTENTION_PATTERNS = (
         re.compile(r"(^|[._])(o_proj|out_proj|wo|out_lin|dense|c_proj|o)([._]|$)"),
     ),
 )
-_ATTENTION_CONTEXT = re.compile(r"attn|attention|self_attn|mha|(^|[._])(wq|wk|wv|wo|q_proj|k_proj|v_proj|o_proj|out_proj|qkv|query|key|value)([._]|$)", re.I)
-_NORM = re.compile(r"norm|(^|[._/])(ln|ln_\w+|bn\d*|gn|layer_?norm|batch_?norm|rms)([._/\d]|$)", re.I)
-_EMBED = re.compile(r"embed|(^|[._/])(wte|wpe|tok_embeddings|word_embeddings|position_embeddings|token_type_embeddings|shared)([._/]|$)", re.I)
-_HEAD = re.compile(r"head|classifier|pooler|final|(^|[._/])(fc|out|output|norm|ln_f|logits)([._/]|$)", re.I)
+_ATTENTION_CONTEXT = re.compile(
+    r"attn|attention|self_attn|mha|(^|[._])(wq|wk|wv|wo|q_proj|k_proj|v_proj|o_proj|out_proj|qkv|query|key|value)([._]|$)",
+    re.I,
+)
+_NORM = re.compile(
+    r"norm|(^|[._/])(ln|ln_\w+|bn\d*|gn|layer_?norm|batch_?norm|rms)([._/\d]|$)", re.I
+)
+_EMBED = re.compile(
+    r"embed|(^|[._/])(wte|wpe|tok_embeddings|word_embeddings|position_embeddings|token_type_embeddings|shared)([._/]|$)",
+    re.I,
+)
+_HEAD = re.compile(
+    r"head|classifier|pooler|final|(^|[._/])(fc|out|output|norm|ln_f|logits)([._/]|$)", re.I
+)
 _BUFFER = re.compile(r"running_(mean|var)|num_batches_tracked|moving_(mean|variance)", re.I)
 
 
@@ -242,6 +255,6 @@ def strip_common_prefix(names: Sequence[str]) -> dict[str, str]:
         for prefix in _WRAPPER_PREFIXES:
             values = list(shown.values())
             if all(v.startswith(prefix) and len(v) > len(prefix) for v in values):
-                shown = {k: v[len(prefix):] for k, v in shown.items()}
+                shown = {k: v[len(prefix) :] for k, v in shown.items()}
                 changed = True
     return shown

@@ -8,7 +8,14 @@ from typing import Any
 from ...errors import CheckpointError
 from ..tensors import TensorEntry
 
-__all__ = ["Reader", "TensorRows", "FLOAT_DTYPES", "find_state_dict", "torch_dtype_name", "UNSAFE_HINT"]
+__all__ = [
+    "Reader",
+    "TensorRows",
+    "FLOAT_DTYPES",
+    "find_state_dict",
+    "torch_dtype_name",
+    "UNSAFE_HINT",
+]
 
 #: Storage dtypes analysed as real values (torch names). Everything else is skipped with a note.
 FLOAT_DTYPES = frozenset(
@@ -77,7 +84,13 @@ class Reader:
         self._add_described(key, shape, dtype, numel, out_axis=out_axis)
 
     def _add_described(
-        self, key: str, shape: tuple[int, ...], dtype: str, numel: int, *, out_axis: int = 0,
+        self,
+        key: str,
+        shape: tuple[int, ...],
+        dtype: str,
+        numel: int,
+        *,
+        out_axis: int = 0,
         source: str | None = None,
     ) -> None:
         if dtype not in FLOAT_DTYPES:
@@ -106,8 +119,10 @@ class TensorRows:
 
 
 def _is_tensor(obj: Any) -> bool:
-    return type(obj).__module__.split(".")[0] == "torch" and hasattr(obj, "dtype") and hasattr(
-        obj, "shape"
+    return (
+        type(obj).__module__.split(".")[0] == "torch"
+        and hasattr(obj, "dtype")
+        and hasattr(obj, "shape")
     )
 
 

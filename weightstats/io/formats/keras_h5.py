@@ -32,9 +32,7 @@ class KerasReader(Reader):
         try:
             if zipped:
                 self._zip = zipfile.ZipFile(path)
-                member = next(
-                    (n for n in self._zip.namelist() if n.endswith(".weights.h5")), None
-                )
+                member = next((n for n in self._zip.namelist() if n.endswith(".weights.h5")), None)
                 if member is None:
                     raise CheckpointError(f"{path}: the .keras archive has no model.weights.h5.")
                 self._fh = self._zip.open(member)
@@ -48,22 +46,37 @@ class KerasReader(Reader):
         names: list[str] = []
         self._h5.visititems(lambda name, obj: names.append(name) if hasattr(obj, "dtype") else None)
         root = self._h5.get("model_weights", self._h5)
-        order = [n.decode() if isinstance(n, bytes) else str(n) for n in root.attrs.get("layer_names", [])]
+        order = [
+            n.decode() if isinstance(n, bytes) else str(n)
+            for n in root.attrs.get("layer_names", [])
+        ]
         if order:  # Keras 2 records the layers in model order
             self.ordered = True
             rank = {layer: i for i, layer in enumerate(order)}
-            names.sort(key=lambda n: rank.get(n.split("/")[1] if n.startswith("model_weights/") else n.split("/")[0], len(rank)))
+            names.sort(
+                key=lambda n: rank.get(
+                    n.split("/")[1] if n.startswith("model_weights/") else n.split("/")[0],
+                    len(rank),
+                )
+            )
         for name in names:
             dataset = self._h5[name]
-            shown = name[len("model_weights/"):] if name.startswith("model_weights/") else name
+            shown = name[len("model_weights/") :] if name.startswith("model_weights/") else name
             if name.split("/")[0] in ("optimizer_weights", "optimizer"):
                 self.skipped.append((shown, "optimizer state, not a weight"))
                 continue
             shape = tuple(int(s) for s in dataset.shape)
             self._add_described(name, shape, dataset.dtype.name, math.prod(shape), out_axis=-1)
         self.entries = [
-            type(e)(e.name[len("model_weights/"):] if e.name.startswith("model_weights/") else e.name,
-                    e.shape, e.dtype, e.numel, e.source, e.key, e.out_axis)
+            type(e)(
+                e.name[len("model_weights/") :] if e.name.startswith("model_weights/") else e.name,
+                e.shape,
+                e.dtype,
+                e.numel,
+                e.source,
+                e.key,
+                e.out_axis,
+            )
             for e in self.entries
         ]
 

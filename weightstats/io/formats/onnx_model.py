@@ -123,6 +123,7 @@ class OnnxReader(Reader):
             raise CheckpointError(f"{self.path}: initializer {key!r} has no readable data.")
         if len(raw) != nbytes:
             raise CheckpointError(
-                f"{self.path}: initializer {key!r} holds {len(raw)} bytes; its shape needs {nbytes}."
+                f"{self.path}: initializer {key!r} holds {len(raw)} bytes; "
+                f"its shape needs {nbytes}."
             )
         return torch.frombuffer(bytearray(raw), dtype=getattr(torch, dtype_name)).reshape(shape)

@@ -152,9 +152,7 @@ class SafetensorsReader(Reader):
         header, _ = read_header(path)
         for name, info in header.items():
             shape = tuple(info["shape"])
-            self._add_described(
-                name, shape, SAFETENSORS_DTYPES[info["dtype"]][0], math.prod(shape)
-            )
+            self._add_described(name, shape, SAFETENSORS_DTYPES[info["dtype"]][0], math.prod(shape))
         self._handle = None
 
     def rows(self, key: str) -> "_SliceRows":
@@ -170,7 +168,9 @@ class SafetensorsReader(Reader):
             try:
                 self._handle = safe_open(self.path, framework="pt", device="cpu")
             except Exception as exc:  # the library's own checks, should ours miss one
-                raise CheckpointError(f"{self.path}: safetensors refused the file ({exc}).") from None
+                raise CheckpointError(
+                    f"{self.path}: safetensors refused the file ({exc})."
+                ) from None
         return self._handle
 
     def release(self) -> None:

@@ -63,7 +63,9 @@ class TorchReader(Reader):
                     f"{path}: refused to unpickle: {_why_unsafe(exc)}, and running code from a "
                     f"checkpoint is unsafe; {UNSAFE_HINT}."
                 ) from None
-            raise CheckpointError(f"{path}: not a readable PyTorch pickle ({_first_line(exc)}).") from None
+            raise CheckpointError(
+                f"{path}: not a readable PyTorch pickle ({_first_line(exc)})."
+            ) from None
         except Exception as exc:  # torch raises RuntimeError/EOFError/... for corrupt files
             obj = self._fallback(path, exc, allow_pickle=allow_pickle, zip_format=zip_format)
         self._zip = zip_format
@@ -102,8 +104,9 @@ class TorchReader(Reader):
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                obj = torch.load(self.path, map_location="cpu", weights_only=not self._allow_pickle,
-                                 mmap=True)
+                obj = torch.load(
+                    self.path, map_location="cpu", weights_only=not self._allow_pickle, mmap=True
+                )
             flat, _ = find_state_dict(obj, self.path)
             self._tensors = {k: v for k, v in flat.items() if _is_tensor(v)}
         return self._tensors[key]
