@@ -121,3 +121,17 @@ def test_heldout_loglik_iv(t4):
         heldout_loglik(t4[:10], ["normal"])
     with pytest.raises(InputDataError, match="`family` must be one of"):
         heldout_loglik(t4, ["cauchy"])
+
+
+def test_vuong_and_heldout_accept_the_mixture(t4):
+    x = t4[:2000]
+    a, g = fit(x, "t"), fit(x, "gmm", rng=0)
+    r = compare_fits(x, a, g, nested=False)
+    # Reference: z by hand from the two fits' pointwise log-densities, BIC-corrected.
+    m = a.logpdf(x) - g.logpdf(x)
+    z = (m.sum() - 0.5 * (3 - g.n_params) * math.log(x.size)) / (math.sqrt(x.size) * m.std())
+    assert r.statistic == pytest.approx(z, rel=1e-9)
+    frame = heldout_loglik(x, ["normal", "gmm"], rng=0)
+    assert set(frame["family"]) == {"normal", "gmm"}
+    assert frame.set_index("family").loc["gmm", "test_loglik"] > frame.set_index(
+        "family").loc["normal", "test_loglik"]
