@@ -478,6 +478,12 @@ def fit_gaussian_mixture(
         When EM stops at `max_iter` before meeting `tol` (the result is still returned, with
         ``converged=False``).
 
+    Notes
+    -----
+    On unimodal heavy-tailed data a K >= 4 fit can stop on a likelihood plateau below the
+    K - 1 optimum (see the module notes); :func:`select_gaussian_mixture` also starts each K
+    from the K - 1 fit split in two, which avoids this.
+
     Examples
     --------
     >>> import numpy as np
