@@ -80,13 +80,18 @@ def test_claims_follow_the_numbers():
         rows += [dict(dataset="digits", family="gaussian", latent_dim=d, iwae_nll=g, iwae_nll_se=0.2),
                  dict(dataset="digits", family="vmf", latent_dim=d, iwae_nll=v, iwae_nll_se=0.2)]
     rows.append(dict(dataset="digits", family="mixture", latent_dim=2, iwae_nll=29.0,
-                     iwae_nll_se=0.2, clustering_accuracy=0.6, clustering_chance=0.11))
+                     iwae_nll_se=0.2, clustering_accuracy=0.6, clustering_chance=0.11,
+                     clusters_used=10))
+    rows.append(dict(dataset="digits", family="mixture", latent_dim=10, iwae_nll=29.0,
+                     iwae_nll_se=0.2, clustering_accuracy=0.1, clustering_chance=0.1,
+                     clusters_used=1))
     rows.append(dict(dataset="digits", family="m2", latent_dim=2, iwae_nll=29.0, iwae_nll_se=0.2,
                      test_error=0.2, baseline_error=0.1, n_labels=100))
     text = " ".join(claims(_table(rows)))
     assert "Claim supported here" in text
     assert "d=2: vMF better by 3.00 nats" in text and "d=10: no clear difference" in text
-    assert "well above chance" in text
+    assert "well above chance at d = 2." in text
+    assert "At d = 10 every test digit falls in one mixture component" in text
     assert "M2 does not beat the labels-only classifier" in text
     # reversed: Gaussian better everywhere
     flipped = [dict(r, iwae_nll=60 - r["iwae_nll"]) if r["family"] in ("gaussian", "vmf") else r
@@ -108,13 +113,14 @@ def test_vae_section_escapes_and_builds(rng):
                          iwae_nll_se=0.1, elbo=-31.0, kl=2.0, active_units=2)])
     view = LatentView("digits-gaussian-d2", "digits <script>", rng.normal(size=(50, 2)),
                       rng.normal(size=(50, 2)), rng.integers(0, 10, 50))
-    section = vae_section(table, [view], command="weightstats vae compare")
+    section = vae_section(table, [view], command="weightstats vae compare", config=DEFAULT_GRID)
     assert section.key == "vae" and len(section.figures()) == 3
     from weightstats.report.model import build_report
     from weightstats.report.render import render_html
 
     html = render_html(build_report("t", [section]))
     assert "digits <script>" not in html and "digits &lt;script&gt;" in html
+    assert "IWAE with k = 5000" in html
 
 
 def test_cli_compare_and_latent_on_a_tiny_grid(tmp_path):

@@ -157,3 +157,16 @@ def test_build_model_iv():
         build_model("gaussian", likelihood="poisson")
     with pytest.raises(InputDataError, match="`df`"):
         build_model("student_t", df=0)
+
+
+def test_mixture_prior_fixed_weights_stay_uniform():
+    torch.manual_seed(0)
+    model = MixturePriorVAE(latent_dim=2, n_components=4, learn_weights=False)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    x = torch.rand(16, 64, generator=torch.Generator().manual_seed(1))
+    for _ in range(3):
+        opt.zero_grad()
+        model.loss(x, generator=torch.Generator().manual_seed(2)).backward()
+        opt.step()
+    torch.testing.assert_close(torch.softmax(model.prior_logits, -1), torch.full((4,), 0.25))
+    assert model.cluster(x).shape == (16,)

@@ -97,8 +97,9 @@ QUICK_GRID: dict[str, Any] = {
 
 TABLE_COLUMNS = [
     "dataset", "family", "latent_dim", "elbo", "reconstruction", "kl", "iwae_nll",
-    "iwae_nll_se", "iwae_gain_vs_gaussian", "iwae_gain_se", "iwae_k", "active_units", "mmd2", "mmd_pvalue", "kl_aggregate_knn",
-    "kl_aggregate_mc", "rayleigh_pvalue", "clustering_accuracy", "clustering_chance", "test_error",
+    "iwae_nll_se", "iwae_gain_vs_gaussian", "iwae_gain_se", "iwae_k", "active_units", "mmd2",
+    "mmd_pvalue", "kl_aggregate_knn", "kl_aggregate_mc", "rayleigh_pvalue",
+    "clustering_accuracy", "clustering_chance", "clusters_used", "test_error",
     "baseline_error", "n_labels", "epochs", "train_seconds", "run",
 ]
 
@@ -255,12 +256,14 @@ def evaluate_model(model: torch.nn.Module, x_test: torch.Tensor, y_test: torch.T
                             if model.family != "m2" else np.nan),
         "clustering_accuracy": np.nan,
         "clustering_chance": np.nan,
+        "clusters_used": np.nan,
         "test_error": np.nan,
     }
     if y_test is not None and hasattr(model, "cluster"):
         clusters = model.cluster(x_test).numpy()
         truth = y_test.numpy()
         row["clustering_accuracy"] = clustering_accuracy(truth, clusters)
+        row["clusters_used"] = int(np.unique(clusters).size)
         shuffle = np.random.default_rng(seed)
         row["clustering_chance"] = float(np.mean(
             [clustering_accuracy(truth, shuffle.permutation(clusters)) for _ in range(20)]))
@@ -450,7 +453,8 @@ def write_compare_report(result: CompareResult, path: str | os.PathLike, *, forc
     from ..report.render import write_report
     from ..report.sections.vae import vae_section
 
-    section = vae_section(result.table, latent_views(result), command=command)
+    section = vae_section(result.table, latent_views(result), command=command,
+                          config=result.config)
     meta = {"grid": result.config["name"], "seed": result.config["seed"],
             "models": len(result.table), "torch": torch.__version__}
     report = build_report("weightstats: VAE latents", [section], meta)

@@ -335,7 +335,14 @@ class MixturePriorVAE(BaseVAE):
 
     family = "mixture"
 
-    def __init__(self, *, n_components: int = 10, prior_spread: float = 2.0, **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        n_components: int = 10,
+        prior_spread: float = 2.0,
+        learn_weights: bool = True,
+        **kwargs,
+    ) -> None:
         if int(n_components) < 1:
             raise InputDataError(f"`n_components` must be at least 1; got {n_components!r}.")
         super().__init__(**kwargs)
@@ -343,7 +350,10 @@ class MixturePriorVAE(BaseVAE):
         d = self.latent_dim
         self.prior_means = nn.Parameter(prior_spread * torch.randn(self.n_components, d))
         self.prior_log_scales = nn.Parameter(torch.zeros(self.n_components, d))
-        self.prior_logits = nn.Parameter(torch.zeros(self.n_components))
+        self.learn_weights = bool(learn_weights)
+        self.prior_logits = nn.Parameter(
+            torch.zeros(self.n_components), requires_grad=self.learn_weights
+        )
 
     @property
     def prior_scales(self) -> torch.Tensor:

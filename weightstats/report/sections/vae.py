@@ -10,7 +10,7 @@ measured differences and their standard errors allow.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,7 @@ _COLUMNS = (
     Column("rayleigh_pvalue", "Rayleigh p", "sci", "uniformity on the sphere (spherical latents)"),
     Column("clustering_accuracy", "cluster acc.", "percent", "Hungarian-matched (mixture prior)"),
     Column("clustering_chance", "chance", "percent", "same cluster sizes assigned at random"),
+    Column("clusters_used", "clusters used", "int", "components that receive at least one test digit"),
     Column("test_error", "test error", "percent", "M2 classifier q(y|x)"),
     Column("baseline_error", "labels only", "percent", "same classifier trained on the labelled rows only"),
     Column("n_labels", "labels", "int"),
@@ -211,11 +212,19 @@ def claims(table: pd.DataFrame) -> list[str]:
             f"d={int(r.latent_dim)}: {100 * r.clustering_accuracy:.1f} % (chance {100 * r.clustering_chance:.1f} %)"
             for r in mix.itertuples())
         best = mix["clustering_accuracy"].max()
-        verdict = ("the mixture prior clusters the digits well above chance"
-                   if (mix["clustering_accuracy"] > mix["clustering_chance"] + 0.2).any()
-                   else "the clusters are not far above chance")
+        good = mix[mix["clustering_accuracy"] > mix["clustering_chance"] + 0.2]
+        verdict = ("the mixture prior clusters the digits well above chance at d = "
+                   + ", ".join(str(int(d)) for d in good["latent_dim"])
+                   if len(good) else "the clusters are not far above chance")
         out.append(f"Mixture prior, clustering accuracy with Hungarian matching on the test digits: "
                    f"{parts}; best {100 * best:.1f} %: {verdict}.")
+        if "clusters_used" in mix:
+            collapsed = mix[mix["clusters_used"] == 1]
+            if len(collapsed):
+                out.append(
+                    "At d = " + ", ".join(str(int(d)) for d in collapsed["latent_dim"])
+                    + " every test digit falls in one mixture component: the mixture collapsed "
+                    "onto one component there, so its clusters say nothing about the digits.")
     m2 = table[(table["family"] == "m2") & table["test_error"].notna()]
     if not m2.empty:
         parts = "; ".join(
@@ -242,11 +251,37 @@ def claims(table: pd.DataFrame) -> list[str]:
 # ------------------------------------------------------------------------------ section
 
 
+def _settings(config: Mapping[str, Any]) -> list[str]:
+    """Plain-text lines describing the grid's training and evaluation settings."""
+    t, e, o = config["training"], config["evaluation"], config.get("model_options", {})
+    lines = [
+        f"Training: Adam, lr {t['lr']}, batch {t['batch_size']}, {t['epochs']} epochs, one "
+        f"hidden layer of {', '.join(str(h) for h in t['hidden'])} units (ReLU) in encoder and "
+        f"decoder, Bernoulli likelihood, seed {config['seed']}, CPU, one torch thread.",
+        f"Evaluation on the test set: ELBO averaged over {e['elbo_samples']} posterior draws; "
+        f"IWAE with k = {e['iwae_k']}; MMD with {e['mmd_permutations']} permutations on up to "
+        f"{e['max_samples']} codes; latents recorded every {config['record_every']} epochs.",
+    ]
+    fam = []
+    if "student_t" in o:
+        fam.append(f"Student-t df = {o['student_t'].get('df')}")
+    if "mixture" in o:
+        fam.append(f"mixture prior with K = {o['mixture'].get('n_components')} learned components")
+    if "m2" in o:
+        fam.append(f"M2 alpha = {o['m2'].get('alpha')} (per-example scale) with "
+                   f"{config.get('labels_per_class')} labels per class")
+    if fam:
+        lines.append("Family settings: " + "; ".join(fam) + ".")
+    return lines
+
+
+
 def vae_section(
     table: pd.DataFrame,
     views: Sequence[LatentView] = (),
     *,
     command: str = "",
+    config: Mapping[str, Any] | None = None,
 ) -> SectionModel:
     """Build the VAE comparison section.
 
@@ -258,6 +293,8 @@ def vae_section(
         Models whose latents are drawn (histograms and a pairwise plot against prior draws).
     command : str
         The command that produced the numbers, shown in the section.
+    config : mapping, optional
+        The grid configuration; its training settings are listed under "How this was made".
 
     Returns
     -------
@@ -286,8 +323,11 @@ def vae_section(
         Prose("What the numbers say about the published claims", tuple(claims(table))),
     ]
     blocks.extend(_grid(v) for v in views)
-    if command:
-        blocks.append(Prose("How this was made", (f"Command: {command}",)))
+    made = [f"Command: {command}"] if command else []
+    if config:
+        made.extend(_settings(config))
+    if made:
+        blocks.append(Prose("How this was made", tuple(made)))
     blocks.append(References(_REFERENCES))
     return SectionModel(
         key="vae",
