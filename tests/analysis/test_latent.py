@@ -66,3 +66,35 @@ def test_analyze_latent_iv(rng):
         analyze_latent(rng.normal(size=(10, 2)), means=np.zeros((9, 2)))
     with pytest.raises(InputDataError, match="non-finite"):
         analyze_latent(np.full((10, 2), np.nan))
+
+
+def test_analyze_latent_reads_a_recorded_run(tmp_path, rng):
+    import torch
+
+    from weightstats.capture.latent import LatentRecorder
+    from weightstats.capture.store import RunStore
+
+    x = torch.as_tensor(rng.normal(size=(300, 4)), dtype=torch.float32)
+    encoder = torch.nn.Linear(4, 4)  # outputs (mu, logvar) halves below
+    with torch.no_grad():
+        encoder.weight.copy_(torch.eye(4))
+        encoder.bias.zero_()
+
+    def encode(batch):
+        h = encoder(batch)
+        return {"mu": h[:, :2], "logvar": torch.full_like(h[:, :2], -4.0)}
+
+    store = RunStore.create(tmp_path / "run", metadata={"vae": {"family": "gaussian"}})
+    with store, LatentRecorder(encode, data=x, store=store, every_epoch=1, seed=0) as rec:
+        rec.end_epoch(0)
+        rec.end_epoch(1)
+    res = analyze_latent(tmp_path / "run", n_permutations=20)
+    s = res.summary.iloc[0]
+    assert s["epoch"] == 1 and s["family"] == "gaussian" and s["latent_dim"] == 2
+    assert s["active_units"] == 2  # mu = x[:, :2] has unit variance
+    # z = mu + exp(-2) eps is close to N(0, I): per-unit KL of the posteriors is known
+    expected_kl = 0.5 * (x[:, :2].double().pow(2).mean(0) + np.exp(-4.0) - 1 + 4.0)
+    np.testing.assert_allclose(res.per_dim["kl_unit"], expected_kl.numpy(), rtol=1e-4)
+    assert s["mmd_pvalue"] > 0.01
+    with pytest.raises(InputDataError, match="was not recorded"):
+        analyze_latent(tmp_path / "run", epoch=7)

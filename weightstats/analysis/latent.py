@@ -198,7 +198,9 @@ def analyze_latent(
     epoch_out: float = np.nan
     where = "array"
     info: dict[str, Any] = {}
-    if isinstance(source, (str, os.PathLike)) or type(source).__name__ == "RunStore":
+    from ..capture.store import RunStore
+
+    if isinstance(source, (str, os.PathLike, RunStore)):
         tensors, info, epoch_out, where = _load_run(source, epoch)
         if "z" in tensors:
             source = tensors["z"]
