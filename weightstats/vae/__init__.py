@@ -3,6 +3,7 @@
 Modules: :mod:`.models` (Gaussian, Student-t, mixture prior), :mod:`.m2` (semi-supervised M2),
 :mod:`.hyperspherical` (vMF and Power Spherical, built on :mod:`.spherical`), :mod:`.families`
 (name -> model), :mod:`.train` (seeded CPU training), :mod:`.iwae` (importance-weighted bound),
+:mod:`.marginal` (KL of the aggregate posterior from the encoder's densities),
 :mod:`.metrics` (numpy kernels: MMD, Rayleigh, k-NN KL, active units, cluster accuracy),
 :mod:`.data` (synthetic sphere data) and :mod:`.compare` (the grid behind
 ``weightstats vae compare``).
@@ -13,12 +14,14 @@ from __future__ import annotations
 from .data import SphereData, make_sphere_data
 from .families import FAMILIES, build_model
 from .iwae import iwae_bound, iwae_nll
+from .marginal import aggregate_kl
 from .train import TrainResult, train_vae
 
 __all__ = [
     "FAMILIES",
     "SphereData",
     "TrainResult",
+    "aggregate_kl",
     "build_model",
     "iwae_bound",
     "iwae_nll",
