@@ -7,8 +7,23 @@ Laplace, uniform(-1, 1), the mixture 0.5 N(-2, 1) + 0.5 N(2, 1) and a lognormal(
 Gaussian must not be called non-Gaussian by noise). It prints one line per (family, n) with
 the share of each label.
 
-Measured on the development machine (2 shared cores), see the final report of the stats
-engineer; rerun to reproduce.
+Measured on the development machine (2 shared cores, load 5-9), full run, default options:
+
+====================  ===============================  ======================================
+family                n = 10^6                         n = 1,000 (100 seeds)
+====================  ===============================  ======================================
+N(0, 1)               gaussian 100/100                 gaussian 100/100
+t(5)                  heavy-tailed 10/10               heavy-tailed 100/100
+Laplace               heavy-tailed 10/10               heavy-tailed 100/100
+uniform(-1, 1)        light-tailed 10/10               light-tailed 100/100
+0.5 N(-2,1)+N(2,1)    mixture 10/10                    mixture 100/100
+lognormal(0, 0.5)     skewed 10/10                     skewed 100/100
+====================  ===============================  ======================================
+
+Identical with the mixture fitted on 20,000 values, with and without the valley check of
+``classify_shape(fit_mixture='auto')``, and with the 5,000-value subsample now the default.
+Time for the 100 N(0, 1) samples at 10^6 (draw included): 122 s when every sample got a mixture
+fit, 7-14 s now that unimodal data skip it (:func:`weightstats.stats.verdict.may_have_two_modes`).
 """
 
 from __future__ import annotations
