@@ -160,3 +160,17 @@ def test_t_large_sample_ends_at_full_data_stationary_point(rng):
     scaled = g * np.array([p["scale"], 1.0, p["df"]])
     assert np.all(np.abs(scaled) < 1e-4), scaled
     assert np.all(np.linalg.eigvalsh(h) < 0)  # a maximum, not a saddle
+
+
+def test_normal_fit_exact_when_mean_dwarfs_spread(rng):
+    # The one-pass variance would cancel catastrophically here; the fitter must fall back to the
+    # centred form. Reference: numpy's two-pass mean/std (what scipy.stats.norm.fit returns).
+    from scipy import stats
+
+    from weightstats.stats.fit import fit
+
+    x = 1e6 + rng.normal(0.0, 1e-3, size=10_000)
+    res = fit(x, "normal")
+    loc, scale = stats.norm.fit(x)
+    assert res.params["loc"] == pytest.approx(loc, rel=1e-15)
+    assert res.params["scale"] == pytest.approx(scale, rel=1e-9)
