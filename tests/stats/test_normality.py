@@ -430,3 +430,24 @@ def test_ks_pvalue_known_against_scipy_kstwo(d):
     # outside the slow range scipy itself is called
     assert K.ks_pvalue_known(0.3, 50) == stats.kstwo.sf(0.3, 50)
     assert K.ks_pvalue_known(0.001, n) == stats.kstwo.sf(0.001, n)
+    for n_far, d_far in [(2000, 0.45), (30_000, 0.12), (10**6, 0.05)]:  # n d^2 >= 370: exactly 0
+        assert K.ks_pvalue_known(d_far, n_far) == stats.kstwo.sf(d_far, n_far) == 0.0
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 9])
+def test_blocked_scan_tiny_samples(rng, monkeypatch, n):
+    # blocks of 2 values: every block edge case (single-value last block, split on an edge)
+    monkeypatch.setattr(K, "BLOCK", 2)
+    x = rng.normal(size=n)
+    prep = K.prepare(np.sort(x))
+    mean, sd = x.mean(), x.std(ddof=1)
+    assert K.ks_statistic(prep) == pytest.approx(
+        stats.kstest(x, "norm", args=(mean, sd)).statistic, rel=1e-12
+    )
+    assert K.cramervonmises_statistic(prep) == pytest.approx(
+        stats.cramervonmises(x, "norm", args=(mean, sd)).statistic, rel=1e-10
+    )
+    assert K.wasserstein1_to_normal(prep) == pytest.approx(_w1_per_gap(prep.z), rel=1e-10)
+    if n >= 3:  # scipy.stats.anderson needs a few values
+        a2 = stats.anderson(x, dist="norm", method="interpolate").statistic
+        assert K.anderson_statistic(prep) == pytest.approx(a2, rel=1e-10)

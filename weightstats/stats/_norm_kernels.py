@@ -380,6 +380,8 @@ def ks_pvalue_known(d: float, n: int) -> float:
     rounding of ``gammaln(n + 1)``, about 1.3e7 there); scipy's ``2 smirnov`` is itself an
     approximation of the two-sided value, off by up to about 1e-6 relative near ``n d² = 2.2``.
     """
+    if n > 140 and 0.0 < d < 0.5 and n * d * d >= 370.0:
+        return 0.0  # scipy's own branch (_kolmogn), without its 0.15 ms of argument handling
     if n > 20_000 and 0.0 < d < 0.5 and 2.2 <= n * d * d < 370.0:
         j = np.arange(0.0, math.floor(n * (1.0 - d)) + 1.0)
         log_terms = special.gammaln(j + 1.0)
