@@ -8,6 +8,7 @@ ratio to the median without a recorder. Every recorded run includes closing the 
 (all data flushed to disk).
 
     .venv/bin/python bench/capture_overhead.py [--repeats 7] [--steps 300] [--threads 1]
+                                               [--batch 64] [--no-moments]
 
 Targets (issue 5): <= 1.05 with every=100, <= 1.25 with every=1 (a full snapshot every step).
 """
@@ -70,7 +71,8 @@ class Encoder(torch.nn.Module):
         return self.vae.encode(x)
 
 
-def run(kind: str, every: int | None, steps: int, x, y, folder: Path, batch: int) -> float:
+def run(kind: str, every: int | None, steps: int, x, y, folder: Path, batch: int,
+        moments: bool = True) -> float:
     torch.manual_seed(0)
     model = MLP() if kind == "mlp" else VAE()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -79,7 +81,7 @@ def run(kind: str, every: int | None, steps: int, x, y, folder: Path, batch: int
     t0 = time.perf_counter()
     recs = []
     if every is not None:
-        recs.append(WeightRecorder(model, opt, every=every, store=folder / "w"))
+        recs.append(WeightRecorder(model, opt, every=every, moments=moments, store=folder / "w"))
         if kind == "vae":
             enc = Encoder(model)
             recs.append(LatentRecorder(enc, data=(x, y), store=folder / "l"))
@@ -108,6 +110,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-moments", action="store_true",
+                    help="record only the sampled coordinates (WeightRecorder(moments=False))")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     x, y = digits()
@@ -124,10 +128,11 @@ def main() -> None:
             for c in order:
                 folder = Path(tmp) / f"r{rep}"
                 times[c].append(run(*c, steps=args.steps, x=x, y=y, folder=folder,
-                                    batch=args.batch))
+                                    batch=args.batch, moments=not args.no_moments))
                 shutil.rmtree(folder, ignore_errors=True)
     print(f"{args.steps} steps, batch {args.batch}, {args.threads} torch thread(s), "
-          f"{args.repeats} interleaved repeats; median seconds and ratio to no recorder")
+          f"moments={not args.no_moments}, {args.repeats} interleaved repeats; "
+          "median seconds and ratio to no recorder")
     print(f"{'model':6} {'every':>6} {'median_s':>9} {'ratio':>7} {'min_ratio':>9}")
     for kind in ("mlp", "vae"):
         base = statistics.median(times[(kind, None)])
