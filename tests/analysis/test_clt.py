@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
-
 from helpers import importorskip
+from scipy import stats
 
 from weightstats.analysis._clt_stats import (
     FLOOR_FACTOR,
@@ -251,3 +250,22 @@ def test_decide_clt_labels_are_known():
                     "has_trajectories": False, "label_update": "heavy-tailed"})
     assert v.label == "heavy-tailed-updates"
     assert decide_clt({"init_variance_share": 0.5, "relative_change": 0.0}).label == "undetermined"
+
+
+def test_frozen_coordinates_are_counted_and_left_out_of_dws_shape(rng):
+    # 15% of the coordinates never receive a gradient (dead input pixels): their dW is exactly 0
+    w0, wt, u = _run(rng, "gaussian")
+    frozen = rng.random(C) < 0.15
+    u[:, frozen] = 0.0
+    wt = w0 + u.sum(axis=0)
+    res = analyze_clt_arrays(w0, wt, updates=u, coords=np.arange(C), rng=rng,
+                             families=("normal", "laplace", "t"))
+    row = res.evidence()
+    assert row["frozen_share_update"] == pytest.approx(frozen.mean(), abs=1e-12)
+    upd = res.components.set_index("component").loc["update"]
+    assert upd["n"] == C - frozen.sum()  # described on the coordinates that moved
+    # the moved part is a sum of 200 Gaussian steps: Gaussian, not a point mass + Gaussian
+    assert upd["label"] == "gaussian", upd["reason"]
+    assert abs(upd["excess_kurtosis"]) < 0.5
+    none = analyze_clt_arrays(*_run(rng, "gaussian")[:2], rng=rng, families=("normal",))
+    assert none.evidence()["frozen_share_update"] == 0.0

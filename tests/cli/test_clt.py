@@ -67,3 +67,47 @@ def test_clt_errors_are_one_line(args, match):
     assert result.exit_code == 2
     assert match in result.output
     assert result.output.count("\n") == 1
+
+
+def test_clt_html_report_never_overwrites_without_force(experiment, tmp_path):
+    import json
+
+    _, out = experiment
+    run = next((out / "runs").iterdir())
+    html, js, csv = tmp_path / "r.html", tmp_path / "r.json", tmp_path / "t.csv"
+    one = ["--tensor", "net.2.weight"]  # one tensor keeps the test fast
+    result = CliRunner().invoke(main, ["clt", str(run), *one, "-o", str(html), "--json-report",
+                                       str(js), "--csv", str(csv)])
+    assert result.exit_code == 0, result.output
+    page = html.read_text()
+    assert "Is it the central limit theorem?" in page and "net.2.weight" in page
+    model = json.dumps(json.loads(js.read_text()))
+    assert "clt-tensors" in model and "net.2.weight" in model and "net.0.weight" not in model
+    # a second run refuses before analysing, and leaves every file as it was
+    before = {p: p.read_bytes() for p in (html, js, csv)}
+    for args in (["-o", str(html)], ["--csv", str(csv)], ["-o", str(tmp_path / "new.html"),
+                                                          "--json-report", str(js)]):
+        result = CliRunner().invoke(main, ["clt", str(run), *args])
+        assert result.exit_code == 2, result.output
+        assert result.output.count("\n") == 1 and "--force" in result.output
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (tmp_path / "new.html").exists()
+    result = CliRunner().invoke(main, ["clt", str(run), *one, "-o", str(html), "--json-report",
+                                       str(js), "--force"])
+    assert result.exit_code == 0, result.output
+    assert html.read_text() == page  # seeded: the same report
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--json-report", "x.json"], "needs -o/--output"),
+    (["-o", "same.html", "--csv", "same.html"], "different files"),
+    (["-o", "/no/such/dir/r.html"], "does not exist"),
+])
+def test_clt_report_option_errors(experiment, tmp_path, extra, match, monkeypatch):
+    _, out = experiment
+    monkeypatch.chdir(tmp_path)
+    run = next((out / "runs").iterdir())
+    result = CliRunner().invoke(main, ["clt", str(run), *extra])
+    assert result.exit_code == 2
+    assert match in result.output and result.output.count("\n") == 1
+    assert not list(tmp_path.iterdir())  # nothing written

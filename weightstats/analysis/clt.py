@@ -21,12 +21,12 @@ For each tensor it reports
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _sps
 
 from .._validation import as_sample, to_numpy
 from ..errors import InputDataError, WeightstatsError
@@ -41,13 +41,13 @@ from ._clt_stats import (
 from ._clt_verdict import CLT_LABELS, CLTVerdict, decide_clt
 
 __all__ = [
-    "analyze_clt",
-    "analyze_clt_arrays",
+    "CLT_LABELS",
+    "COMPONENTS",
     "CLTAnalysis",
     "CLTTensorResult",
     "CLTVerdict",
-    "CLT_LABELS",
-    "COMPONENTS",
+    "analyze_clt",
+    "analyze_clt_arrays",
 ]
 
 #: the three parts of the decomposition, in the order tables show them.
@@ -100,6 +100,8 @@ class CLTTensorResult:
         for c in COMPONENTS:
             for col in ("label", "best_family", "skewness", "excess_kurtosis"):
                 row[f"{col}_{c}"] = comp.at[c, col] if c in comp.index else np.nan
+        row["frozen_share_update"] = (comp.at["update", "frozen_share"]
+                                      if "frozen_share" in comp.columns else np.nan)
         row["has_trajectories"] = self.trajectory is not None
         row["trajectory_status"] = self.trajectory_status
         row["trajectory_sum_error"] = self.trajectory_sum_error
@@ -132,7 +134,9 @@ class CLTAnalysis:
     summary : pandas.DataFrame
         One row per tensor: the decomposition (``relative_change``, ``corr_init_final``,
         ``init_variance_share``, ``shape_distance``), ``label_*``/``best_family_*``/
-        ``skewness_*``/``excess_kurtosis_*`` for ``init``, ``update`` and ``final``, the
+        ``skewness_*``/``excess_kurtosis_*`` for ``init``, ``update`` and ``final`` (the
+        update's on the coordinates that moved), ``frozen_share_update`` (share of exactly
+        zero updates: coordinates that never received a gradient), the
         trajectory diagnostics (``n_steps``, ``n_coords``, ``acf_lag1``, ``tau``, ``n_eff``,
         ``n_eff_ratio``, ``spread_ratio``, ``max_step_share``, ``scale_persistence``,
         ``persistent_scale_kurtosis``, ``tail_index``, ``decay_slope``, ``decay_slope_se``,
@@ -191,12 +195,18 @@ def _describe_component(x: np.ndarray, *, rng: np.random.Generator, max_samples:
     row["excess_kurtosis"] = float(eff.get("excess_kurtosis", np.nan))
     row["wasserstein1"] = float(eff.get("wasserstein1", np.nan))
     row["tail_mass_ratio"] = float(eff.get("tail_mass_ratio", np.nan))
-    fam = fit_families(xs, rng=rng) if families is None else fit_families(
-        xs, tuple(families), rng=rng)
-    row["best_family"] = str(fam["family"].iloc[0])
-    normal = fam.loc[fam["family"] == "normal", "bic"]
-    row["delta_bic_normal"] = (float(normal.iloc[0] - fam["bic"].min()) if len(normal)
-                               else np.nan)
+    try:
+        fam = fit_families(xs, rng=rng) if families is None else fit_families(
+            xs, tuple(families), rng=rng)
+    except (ValueError, FloatingPointError, WeightstatsError) as exc:
+        # a degenerate sample can break one family's optimiser; keep the other evidence
+        row["best_family"], row["delta_bic_normal"] = None, np.nan
+        row["fit_note"] = f"family fits failed: {exc}"
+    else:
+        row["best_family"] = str(fam["family"].iloc[0])
+        normal = fam.loc[fam["family"] == "normal", "bic"]
+        row["delta_bic_normal"] = (float(normal.iloc[0] - fam["bic"].min()) if len(normal)
+                                   else np.nan)
     try:
         from ..stats.verdict import classify_shape
     except ImportError as exc:  # stats.verdict is being written alongside this module
@@ -263,9 +273,16 @@ def analyze_clt_arrays(
         )
     dec = decomposition(a0, at, rng=rng)
     dw = at - a0
+    # Coordinates whose update is exactly 0 never received a gradient (e.g. first-layer weights
+    # of input pixels that are 0 in every image): they are not sums of updates, and their point
+    # mass at 0 breaks continuous fits. dW's shape is described on the coordinates that moved;
+    # ``frozen_share`` says how many did not (the trajectories keep every sampled coordinate).
+    moved = dw[dw != 0]
+    frozen = 1.0 - moved.size / dw.size
     rows = []
-    for comp, x in zip(COMPONENTS, (a0, dw, at)):
-        row = {"tensor": tensor, "component": comp}
+    for comp, x in zip(COMPONENTS, (a0, moved if moved.size >= 8 else dw, at)):
+        row = {"tensor": tensor, "component": comp,
+               "frozen_share": frozen if comp == "update" else np.nan}
         row.update(_describe_component(x, rng=rng, max_samples=max_samples,
                                        families=families))
         rows.append(row)

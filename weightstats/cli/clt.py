@@ -10,7 +10,7 @@ import click
 from ..errors import InputDataError
 from ._common import EXIT_OK, one_line_errors
 
-__all__ = ["command", "format_summary"]
+__all__ = ["check_output_path", "command", "format_summary"]
 
 _COLUMNS = [
     # (column, header, format)
@@ -55,15 +55,23 @@ def format_summary(summary) -> str:
 @click.option("--max-lag", type=click.IntRange(min=1), default=None,
               help="Largest autocorrelation lag (default min(50, T/4)).")
 @click.option("--csv", "csv_path", type=click.Path(), default=None,
-              help="Also write the per-tensor table as CSV (refuses to overwrite).")
+              help="Also write the per-tensor table as CSV.")
+@click.option("-o", "--output", "output", type=click.Path(), default=None,
+              help="Also write a self-contained HTML report (REPORT.html).")
+@click.option("--json-report", "json_report", type=click.Path(), default=None,
+              help="Also write the report model as JSON (needs -o).")
+@click.option("--force", is_flag=True,
+              help="Replace existing --csv, -o and --json-report files (never otherwise).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsampling.")
 @one_line_errors
-def command(paths, init_ckpt, tensors, max_lag, csv_path, seed) -> None:
+def command(paths, init_ckpt, tensors, max_lag, csv_path, output, json_report, force,
+            seed) -> None:
     """Is each weight tensor Gaussian by the CLT, by inheritance from its init, or neither?
 
     \b
     weightstats clt RUN_DIR                      a run recorded with WeightRecorder
     weightstats clt --init INIT_CKPT FINAL_CKPT  two checkpoints (trajectory tests unavailable)
+    weightstats clt RUN_DIR -o report.html       the table, plus an HTML report
     """
     from ..analysis.clt import analyze_clt
 
@@ -83,8 +91,15 @@ def command(paths, init_ckpt, tensors, max_lag, csv_path, seed) -> None:
             raise InputDataError(f"run directory {paths[0]!r} does not exist; for checkpoints "
                                  "use --init INIT_CKPT FINAL_CKPT.")
         source = paths[0]
-    if csv_path is not None and os.path.exists(csv_path):
-        raise InputDataError(f"--csv {csv_path!r} already exists; choose another path.")
+    if json_report is not None and output is None:
+        raise InputDataError("--json-report needs -o/--output REPORT.html as well.")
+    outputs = [(o, p) for o, p in (("--csv", csv_path), ("-o/--output", output),
+                                   ("--json-report", json_report)) if p is not None]
+    for option, path in outputs:  # before the analysis, so a clash costs nothing
+        check_output_path(path, option, force=force)
+    real = [os.path.realpath(p) for _, p in outputs]
+    if len(set(real)) != len(real):
+        raise InputDataError("--csv, -o/--output and --json-report must name different files.")
     res = analyze_clt(source, tensors=list(tensors) or None, max_lag=max_lag, rng=seed)
     click.echo(f"CLT analysis of {res.source}")
     if not res.trajectories_available:
@@ -94,4 +109,23 @@ def command(paths, init_ckpt, tensors, max_lag, csv_path, seed) -> None:
     if csv_path is not None:
         res.summary.drop(columns=["decay_note"], errors="ignore").to_csv(csv_path, index=False)
         click.echo(f"wrote {csv_path}")
+    if output is not None:
+        from ..report.sections.clt import write_analysis_report
+
+        write_analysis_report(res, output, force=force, json_path=json_report)
+        click.echo("wrote " + " and ".join(p for p in (output, json_report) if p is not None))
     raise SystemExit(EXIT_OK)
+
+
+def check_output_path(path: str, option: str, *, force: bool) -> None:
+    """Refuse an output path that exists (unless `force`), is a directory, or has no directory."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputDataError(f"{option} {path!r}: directory {parent!r} does not exist; create "
+                             "it first.")
+    if os.path.isdir(path):
+        raise InputDataError(f"{option} {path!r} is a directory; give a file name.")
+    if os.path.exists(path) and not force:
+        raise InputDataError(f"{option} {path!r} already exists; pass --force to replace it or "
+                             "choose another path.")
+

@@ -7,6 +7,7 @@
   (:class:`~weightstats.experiments.clt.ExperimentResult`): the answer the numbers support,
   summaries by initialisation, optimizer, learning rate and width, figures and the full table.
 * :func:`write_clt_report` -- build and write the experiment report (never clobbering).
+* :func:`write_analysis_report` -- the same for one analysis (``weightstats clt -o``).
 
 Every sentence of the answer is computed from the results table; nothing is hard-coded.
 """
@@ -32,7 +33,13 @@ from ..model import (
     build_report,
 )
 
-__all__ = ["clt_section", "experiment_sections", "write_clt_report", "kurtosis_decay_figure"]
+__all__ = [
+    "clt_section",
+    "experiment_sections",
+    "kurtosis_decay_figure",
+    "write_analysis_report",
+    "write_clt_report",
+]
 
 _LABELS = ("inherited-from-init", "clt-accumulation", "heavy-tailed-updates", "structured",
            "undetermined")
@@ -44,6 +51,8 @@ TENSOR_COLUMNS = (
     Column("init_variance_share", "W0 share", "percent", "corr(W0, WT)^2"),
     Column("shape_distance", "shape KS", "fixed3", "KS distance of standardised W0 and WT"),
     Column("excess_kurtosis_init", "kurt W0", "fixed2", "Excess kurtosis of W0"),
+    Column("frozen_share_update", "frozen", "percent", "Share of exactly zero updates "
+           "(no gradient ever); dW's shape is described without them"),
     Column("excess_kurtosis_update", "kurt dW", "fixed2", "Excess kurtosis of dW"),
     Column("excess_kurtosis_final", "kurt WT", "fixed2", "Excess kurtosis of WT"),
     Column("acf_lag1", "acf(1)", "fixed2", "Lag-1 autocorrelation of step-standardised updates"),
@@ -121,9 +130,14 @@ def clt_section(analysis: Any) -> SectionModel:
 # --------------------------------------------------------------------------- experiment
 
 
+def _opt(results: pd.DataFrame) -> str:
+    """The optimizer column to group by: ``optimizer_label`` (``sgd-m0.9``) when present."""
+    return "optimizer_label" if "optimizer_label" in results.columns else "optimizer"
+
+
 def _median_table(results: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     g = results.groupby(by, sort=True)
-    out = g.agg(
+    aggs = dict(
         tensors=("tensor", "size"),
         relative_change=("relative_change", "median"),
         init_variance_share=("init_variance_share", "median"),
@@ -134,7 +148,10 @@ def _median_table(results: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         n_eff_ratio=("n_eff_ratio", "median"),
         decay_slope=("decay_slope", "median"),
         test_accuracy=("test_accuracy", "median"),
-    ).reset_index()
+    )
+    if "test_neg_elbo" in results.columns:
+        aggs["test_neg_elbo"] = ("test_neg_elbo", "median")
+    out = g.agg(**aggs).reset_index()
     for lab in _LABELS:
         out[f"share_{lab}"] = g["verdict"].apply(lambda v, lab=lab: float((v == lab).mean())).values
     return out
@@ -150,43 +167,103 @@ _SUMMARY_COLS = (
     Column("acf_lag1", "acf(1)", "fixed2"),
     Column("n_eff_ratio", "n_eff/T", "fixed2"),
     Column("decay_slope", "slope", "fixed2"),
-    Column("test_accuracy", "accuracy", "fixed3"),
+    Column("test_accuracy", "accuracy", "fixed3", "Test accuracy (classifiers)"),
+    Column("test_neg_elbo", "test -ELBO", "fixed2", "Test negative ELBO, nats per image (VAE)"),
 ) + tuple(Column(f"share_{lab}", lab, "percent") for lab in _LABELS)
+
+#: classifiers below this test accuracy count as undertrained in the answer.
+UNDERTRAINED_ACCURACY = 0.5
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{n} ({n / total:.0%})" if total else "0"
 
 
 def _answer(results: pd.DataFrame) -> list[str]:
-    """Sentences computed from the results table; each states only what the medians show."""
+    """Sentences computed from the results table; each states only what its numbers show.
+
+    The first is the headline (tensor counts by verdict); the second is the answer to the
+    question (how many of the tensors the updates dominate accumulate at the CLT's rate); the
+    rest break it down (lazy vs rich, initialisation, width, the updates, the VAE, caveats).
+    """
     out = []
+    n = len(results)
     n_runs = results["run_id"].nunique()
     counts = results["verdict"].value_counts()
-    out.append(f"{len(results)} weight tensors in {n_runs} runs: " + ", ".join(
-        f"{int(n)} {lab} ({n / len(results):.0%})" for lab, n in counts.items()) + ".")
-    uni = results[results["init"] == "kaiming-uniform"]
-    if len(uni):
-        k0, kt = uni["excess_kurtosis_init"].median(), uni["excess_kurtosis_final"].median()
-        stays = float((uni["excess_kurtosis_final"] < -0.6).mean())
+    out.append(f"{n} weight tensors in {n_runs} runs: " + ", ".join(
+        f"{int(k)} {lab} ({k / n:.0%})" for lab, k in counts.items()) + ".")
+    c = {lab: int(counts.get(lab, 0)) for lab in _LABELS}
+    moved = n - c["inherited-from-init"]
+    if moved:
+        slope = results.loc[results["verdict"] != "inherited-from-init", "decay_slope"].median()
+        rate = ("close to" if -1.25 <= slope <= -0.75 else
+                "slower than" if slope > -0.75 else "faster than")
         out.append(
-            f"Uniform (Kaiming) initialisation: median excess kurtosis {k0:.2f} at init "
-            f"(uniform: -1.2) and {kt:.2f} after training (Gaussian: 0); {stays:.0%} of these "
-            "tensors still have kurtosis below -0.6, i.e. closer to uniform than to Gaussian."
+            f"Answer: {_pct(c['inherited-from-init'], n)} tensors keep their initialisation "
+            f"(W_0 explains at least 80% of W_T's variance). Of the {moved} tensors whose "
+            f"update dominates, {_pct(c['clt-accumulation'], moved)} accumulate it at the CLT's "
+            f"rate, {_pct(c['structured'], moved)} are structured (persistent per-coordinate "
+            f"update scales or a mixture: dW tends to a scale mixture, not a Gaussian), "
+            f"{_pct(c['heavy-tailed-updates'], moved)} have heavy-tailed updates and "
+            f"{_pct(c['undetermined'], moved)} are undetermined. Their median kurtosis-decay "
+            f"slope is {slope:.2f}, {rate} the CLT's -1."
         )
-    for opt, g in results.groupby("optimizer"):
-        by_lr = g.groupby("lr")["init_variance_share"].median()
-        parts = ", ".join(f"lr {lr:g}: {v:.0%}" for lr, v in by_lr.items())
-        out.append(f"{opt.upper()}: median share of W_T's variance explained by W_0 by learning "
-                   f"rate: {parts}.")
-    if results["width"].nunique() > 1:
-        mlp = results[results["model"] == "mlp"]
-        by_w = mlp.groupby("n_hidden_units")["relative_change"].median()
-        w_label = mlp.groupby("n_hidden_units")["width"].first()
-        out.append("MLP width: median ||dW||/||W_0|| " + ", ".join(
-            f"{w_label[k]}: {v:.3g}" for k, v in by_w.items()) + ".")
-    by_opt = results.groupby("optimizer")[["acf_lag1", "n_eff_ratio", "decay_slope"]].median()
+    else:
+        out.append(f"Answer: all {n} tensors keep their initialisation (W_0 explains at least "
+                   "80% of W_T's variance); the updates never dominate, so the CLT is not what "
+                   "shapes these weights.")
+    opt = _opt(results)
+    parts = []
+    for (o, lr), g in results.groupby([opt, "lr"], sort=True):
+        inh = float((g["verdict"] == "inherited-from-init").mean())
+        acc = g.loc[g["model"] != "vae", "test_accuracy"].median() if "model" in g else np.nan
+        acc_txt = f", accuracy {acc:.2f}" if np.isfinite(acc) else ""
+        parts.append(f"{o} lr {lr:g}: {inh:.0%} inherited (W_0 share "
+                     f"{g['init_variance_share'].median():.0%}{acc_txt})")
+    out.append("Lazy vs rich training, by optimizer and learning rate (share of tensors "
+               "inherited-from-init; median W_0 share; median test accuracy of the "
+               "classifiers): " + "; ".join(parts) + ".")
+    for init, g in results.groupby("init", sort=False):
+        k0 = g["excess_kurtosis_init"].median()
+        after = ", ".join(f"{o} {v:.2f}" for o, v in
+                          g.groupby(opt)["excess_kurtosis_final"].median().items())
+        line = (f"{init} initialisation: median excess kurtosis {k0:.2f} at init; after "
+                f"training {after} (Gaussian: 0).")
+        if init == "kaiming-uniform":
+            stays = float((g["excess_kurtosis_final"] < -0.6).mean())
+            line += (f" {stays:.0%} of these tensors still have kurtosis below -0.6, i.e. "
+                     "closer to the uniform's -1.2 than to a Gaussian.")
+        out.append(line)
+    mlp = results[results["model"] == "mlp"] if "model" in results else results.iloc[:0]
+    if mlp["width"].nunique() > 1:
+        by_w = mlp.groupby("n_hidden_units").agg(width=("width", "first"),
+                                                 rel=("relative_change", "median"),
+                                                 share=("init_variance_share", "median"))
+        out.append("MLP width (median ||dW||/||W_0||, W_0 share): " + ", ".join(
+            f"{r.width}: {r.rel:.3g}, {r.share:.0%}" for r in by_w.itertuples()) + ".")
+    by_opt = results.groupby(opt)[["acf_lag1", "n_eff_ratio", "decay_slope"]].median()
     if len(by_opt) > 1:
         out.append("Updates: " + "; ".join(
-            f"{o.upper()} lag-1 autocorrelation {r.acf_lag1:.2f}, n_eff/T {r.n_eff_ratio:.2f}, "
+            f"{o} lag-1 autocorrelation {r.acf_lag1:.2f}, n_eff/T {r.n_eff_ratio:.2f}, "
             f"kurtosis decay slope {r.decay_slope:.2f}" for o, r in by_opt.iterrows())
             + " (independent updates: 0, 1 and -1).")
+    vae = results[results["model"] == "vae"] if "model" in results else results.iloc[:0]
+    if len(vae):
+        vc = vae["verdict"].value_counts()
+        out.append(f"Gaussian VAE ({len(vae)} encoder/decoder weight tensors): " + ", ".join(
+            f"{int(k)} {lab}" for lab, k in vc.items()) + f"; median W_0 share "
+            f"{vae['init_variance_share'].median():.0%}, median test negative ELBO "
+            f"{vae['test_neg_elbo'].median():.2f} nats per image.")
+    clf = results[results["model"] != "vae"] if "model" in results else results
+    low = clf.groupby("run_id")["test_accuracy"].first()
+    low = low[low < UNDERTRAINED_ACCURACY]
+    if len(low):
+        share = float((clf.loc[clf["run_id"].isin(low.index), "verdict"]
+                       == "inherited-from-init").mean())
+        out.append(f"Caveat: {len(low)} classifier runs reached less than "
+                   f"{UNDERTRAINED_ACCURACY:.0%} test accuracy; {share:.0%} of their tensors are "
+                   "inherited-from-init, which here says the network is undertrained, not that "
+                   "a trained network stayed lazy.")
     return out
 
 
@@ -194,13 +271,14 @@ def experiment_sections(result: Any) -> list[SectionModel]:
     """The experiment grid as report sections (answer, summaries, figures, full table)."""
     res = result.results
     cfg = result.config
+    opt = _opt(res)
     answer = _answer(res)
     counts = res["verdict"].value_counts()
     head = SectionModel(
         "clt-answer", "CLT experiment: what the numbers support",
-        (KeyNumbers(answer[0], tuple(KeyNumber(lab, int(counts.get(lab, 0)), "int")
+        (KeyNumbers(answer[1], tuple(KeyNumber(lab, int(counts.get(lab, 0)), "int")
                                      for lab in _LABELS)),
-         Prose("Findings (medians over tensors)", tuple(answer[1:])),
+         Prose("Findings (medians over tensors)", (answer[0], *answer[2:])),
          Prose("Grid", (str(cfg.get("description", "")),
                         f"Config {cfg.get('name')}: {cfg.get('epochs')} epochs, batch "
                         f"{cfg.get('batch_size')}, seed {cfg.get('seed', 0)}, "
@@ -212,12 +290,12 @@ def experiment_sections(result: Any) -> list[SectionModel]:
     tables = SectionModel(
         "clt-summaries", "By initialisation, optimizer, learning rate and width",
         (Table("clt-by-init-opt", "By initialisation and optimizer",
-               _median_table(res, ["init", "optimizer"]),
-               (Column("init", "init", "text"), Column("optimizer", "optimizer", "text"))
+               _median_table(res, ["init", opt]),
+               (Column("init", "init", "text"), Column(opt, "optimizer", "text"))
                + _SUMMARY_COLS, interactive=False),
          Table("clt-by-lr", "By optimizer and learning rate",
-               _median_table(res, ["optimizer", "lr"]),
-               (Column("optimizer", "optimizer", "text"), Column("lr", "lr", "float"))
+               _median_table(res, [opt, "lr"]),
+               (Column(opt, "optimizer", "text"), Column("lr", "lr", "float"))
                + _SUMMARY_COLS, interactive=False),
          Table("clt-by-width", "By model and width", _median_table(res, ["model", "width"]),
                (Column("model", "model", "text"), Column("width", "width", "text"))
@@ -226,16 +304,16 @@ def experiment_sections(result: Any) -> list[SectionModel]:
     )
     figs = []
     if len(result.curves):
-        cur = result.curves.merge(res[["run_id", "tensor", "init", "optimizer", "lr", "width",
+        cur = result.curves.merge(res[["run_id", "tensor", "init", opt, "lr", "width",
                                        "model"]], on=["run_id", "tensor"])
         first_tensor = cur.groupby("run_id")["tensor"].transform("first")
         cur = cur[cur["tensor"] == first_tensor]
-        for opt, g in cur.groupby("optimizer"):
+        for o, g in cur.groupby(opt):
             g = g.assign(label=g["run_id"])
-            figs.append(_decay_figure_block(g, key=f"clt-decay-{opt}",
-                                            title=f"{opt.upper()}: first layer, accumulated "
-                                                  "update"))
-    figs.append(_share_figure(res))
+            key = "clt-decay-" + "".join(ch if ch.isalnum() else "-" for ch in str(o).lower())
+            figs.append(_decay_figure_block(g, key=key, title=f"{o}: first layer, accumulated "
+                                                              "update"))
+    figs.append(_share_figure(res, opt))
     figs.append(_kurtosis_figure(res))
     fig_section = SectionModel("clt-figures", "Figures", (FigureGrid("clt-grid", "Evidence",
                                                                      tuple(figs)),))
@@ -275,12 +353,12 @@ def experiment_sections(result: Any) -> list[SectionModel]:
     return [head, tables, fig_section, full, meth]
 
 
-def _share_figure(res: pd.DataFrame) -> Any:
+def _share_figure(res: pd.DataFrame, opt: str = "optimizer") -> Any:
     fig = MplFigure(figsize=(5.2, 3.6))
     ax = fig.subplots()
-    for i, (opt, g) in enumerate(res.groupby("optimizer")):
+    for i, (o, g) in enumerate(res.groupby(opt)):
         m = g.groupby("lr")["init_variance_share"].median()
-        ax.semilogx(m.index, m.values, marker="o", color=f"C{i}", label=opt.upper())
+        ax.semilogx(m.index, m.values, marker="o", color=f"C{i}", label=str(o))
         ax.scatter(g["lr"], g["init_variance_share"], s=6, alpha=0.35, color=f"C{i}")
     ax.axhline(0.8, color="0.5", ls=":", lw=0.8)
     ax.set_xlabel("learning rate")
@@ -314,12 +392,29 @@ def _kurtosis_figure(res: pd.DataFrame) -> Any:
                             "the dotted line W_T is Gaussian-like. Symlog axes.")
 
 
-def write_clt_report(result: Any, path: Any, *, overwrite: bool = False) -> Any:
-    """Build the experiment report and write it to `path` (refuses to replace unless `overwrite`)."""
+def write_clt_report(result: Any, path: Any, *, overwrite: bool = False,
+                     json_path: Any = None) -> Any:
+    """Build the experiment report and write it to `path` (and the report model as JSON to
+    `json_path`); refuses to replace an existing file unless `overwrite`."""
     from ..render import write_report
 
     cfg = result.config
     meta = {"config": str(cfg.get("name")), "runs": int(result.results["run_id"].nunique()),
-            "tensors": int(len(result.results)), "seed": int(cfg.get("seed", 0))}
+            "tensors": len(result.results), "seed": int(cfg.get("seed", 0))}
     model = build_report("weightstats: the CLT experiment", experiment_sections(result), meta)
-    return write_report(model, path, force=overwrite)
+    return write_report(model, path, force=overwrite, json_path=json_path)
+
+
+def write_analysis_report(analysis: Any, path: Any, *, force: bool = False,
+                          json_path: Any = None) -> Any:
+    """Write one run's (or checkpoint pair's) CLT analysis as a report: :func:`clt_section`.
+
+    Refuses to replace an existing `path` or `json_path` unless `force`.
+    """
+    from ..render import write_report
+
+    s = analysis.summary
+    meta = {"source": str(analysis.source), "tensors": len(s),
+            "trajectories": "recorded" if analysis.trajectories_available else "unavailable"}
+    model = build_report(f"weightstats clt: {analysis.source}", [clt_section(analysis)], meta)
+    return write_report(model, path, force=force, json_path=json_path)
