@@ -102,7 +102,10 @@ def test_student_t_kl_monte_carlo_matches_quadrature():
     exact = 0.0
     for m, s in zip(loc.ravel().tolist(), scale.ravel().tolist()):
         qd, pd_ = stats.t(4.0, loc=m, scale=s), stats.t(4.0)
-        exact += integrate.quad(lambda u: qd.pdf(u) * (qd.logpdf(u) - pd_.logpdf(u)), -np.inf, np.inf)[0]
+        def integrand(u, qd=qd, pd_=pd_):
+            return qd.pdf(u) * (qd.logpdf(u) - pd_.logpdf(u))
+
+        exact += integrate.quad(integrand, -np.inf, np.inf)[0]
     assert abs(mc - exact) < 4 * se
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,7 @@ from ..errors import DegenerateDataWarning, InputDataError
 from ..stats.normality import effect_sizes
 from ..vae import metrics as M
 
-__all__ = ["LatentAnalysis", "analyze_latent", "prior_sampler", "LATENT_FAMILIES"]
+__all__ = ["LATENT_FAMILIES", "LatentAnalysis", "analyze_latent", "prior_sampler"]
 
 LATENT_FAMILIES = ("gaussian", "student_t", "mixture", "m2", "vmf", "power_spherical")
 _SPHERICAL = frozenset({"vmf", "power_spherical"})

@@ -16,7 +16,7 @@ from ..errors import InputDataError
 from .models import BaseVAE
 from .spherical import HypersphericalUniform, PowerSpherical, VonMisesFisher
 
-__all__ = ["SphericalVAE", "VonMisesFisherVAE", "PowerSphericalVAE"]
+__all__ = ["PowerSphericalVAE", "SphericalVAE", "VonMisesFisherVAE"]
 
 
 class SphericalVAE(BaseVAE):

@@ -28,7 +28,7 @@ def iwae_bound(
     seed: int = 0,
     chunk_size: int = 500,
     batch_size: int = 64,
-    num_threads: int | None = 1,
+    num_threads: int | None = None,
 ) -> np.ndarray:
     """Per-example importance-weighted lower bound L_k(x) on log p(x).
 
@@ -49,9 +49,10 @@ def iwae_bound(
         Examples evaluated at once.
     num_threads : int or None
         Torch intra-op threads during the evaluation (restored afterwards); ``None`` keeps
-        torch's setting. One thread is fastest for these small models: k = 5,000 on the 450
-        test digits took 12.0 s with 1 thread and 68.5 s with torch's default of 2 on the
-        shared 2-core machine (measured side by side, same model).
+        torch's setting. Which is faster depends on the machine's load (bench/vae_threads.py,
+        k = 1,000-5,000 on the 450 test digits, 2 cores): idle-ish (load 4), 2 threads took
+        0.61-0.65x the time of 1; heavily shared (load 10), 1 thread took 12.0 s against
+        68.5 s for 2.
 
     Returns
     -------

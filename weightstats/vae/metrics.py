@@ -17,17 +17,17 @@ from ..errors import InputDataError
 
 __all__ = [
     "TwoSampleResult",
-    "as_codes",
     "active_units",
+    "as_codes",
     "clustering_accuracy",
     "covariance_summary",
     "gaussian_kl_to_standard",
     "knn_kl_divergence",
+    "log_sphere_area",
     "median_bandwidth",
     "mmd_test",
     "rayleigh_test",
     "uniform_sphere_sample",
-    "log_sphere_area",
 ]
 
 

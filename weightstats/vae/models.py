@@ -41,8 +41,8 @@ __all__ = [
     "DiagonalNormal",
     "DiagonalStudentT",
     "GaussianVAE",
-    "StudentTVAE",
     "MixturePriorVAE",
+    "StudentTVAE",
     "mlp",
 ]
 

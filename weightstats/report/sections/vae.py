@@ -9,17 +9,27 @@ measured differences and their standard errors allow.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
 from .. import figures
-from ..model import Column, FigureGrid, KeyNumber, KeyNumbers, Prose, References, SectionModel, Table
+from ..model import (
+    Column,
+    FigureGrid,
+    KeyNumber,
+    KeyNumbers,
+    Prose,
+    References,
+    SectionModel,
+    Table,
+)
 
-__all__ = ["LatentView", "vae_section", "claims"]
+__all__ = ["LatentView", "claims", "vae_section"]
 
 _COLUMNS = (
     Column("dataset", "data", "text"),
@@ -255,9 +265,9 @@ def _settings(config: Mapping[str, Any]) -> list[str]:
     """Plain-text lines describing the grid's training and evaluation settings."""
     t, e, o = config["training"], config["evaluation"], config.get("model_options", {})
     lines = [
-        f"Training: Adam, lr {t['lr']}, batch {t['batch_size']}, {t['epochs']} epochs, one "
-        f"hidden layer of {', '.join(str(h) for h in t['hidden'])} units (ReLU) in encoder and "
-        f"decoder, Bernoulli likelihood, seed {config['seed']}, CPU, one torch thread.",
+        f"Training: Adam, lr {t['lr']}, batch {t['batch_size']}, {t['epochs']} epochs, hidden "
+        f"layer widths {list(t['hidden'])} (ReLU) in the encoder, mirrored in the decoder, "
+        f"Bernoulli likelihood, seed {config['seed']}, CPU.",
         f"Evaluation on the test set: ELBO averaged over {e['elbo_samples']} posterior draws; "
         f"IWAE with k = {e['iwae_k']}; MMD with {e['mmd_permutations']} permutations on up to "
         f"{e['max_samples']} codes; latents recorded every {config['record_every']} epochs.",
@@ -306,7 +316,7 @@ def vae_section(
         f"lowest IWAE NLL on {r.dataset}: {r.family} latent, d={int(r.latent_dim)} ({r.iwae_nll:.2f} nats)"
         for r in best.itertuples()
     ) or "No models were trained."
-    numbers: list[KeyNumber] = [KeyNumber("models trained", int(len(table)), "int")]
+    numbers: list[KeyNumber] = [KeyNumber("models trained", len(table), "int")]
     m2 = table[table["family"] == "m2"]
     if not m2.empty:
         numbers.append(KeyNumber("best M2 test error", float(m2["test_error"].min()), "percent",
