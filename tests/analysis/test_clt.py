@@ -267,5 +267,9 @@ def test_frozen_coordinates_are_counted_and_left_out_of_dws_shape(rng):
     # the moved part is a sum of 200 Gaussian steps: Gaussian, not a point mass + Gaussian
     assert upd["label"] == "gaussian", upd["reason"]
     assert abs(upd["excess_kurtosis"]) < 0.5
+    # and the trajectories are judged on the moving coordinates: independent Gaussian steps
+    assert res.trajectory.n_coords == C - frozen.sum()
+    assert res.verdict.label == "clt-accumulation", res.verdict.reason
+    assert res.trajectory_sum_error == pytest.approx(0.0, abs=1e-9)  # checked on all coords
     none = analyze_clt_arrays(*_run(rng, "gaussian")[:2], rng=rng, families=("normal",))
     assert none.evidence()["frozen_share_update"] == 0.0

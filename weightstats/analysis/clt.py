@@ -276,7 +276,7 @@ def analyze_clt_arrays(
     # Coordinates whose update is exactly 0 never received a gradient (e.g. first-layer weights
     # of input pixels that are 0 in every image): they are not sums of updates, and their point
     # mass at 0 breaks continuous fits. dW's shape is described on the coordinates that moved;
-    # ``frozen_share`` says how many did not (the trajectories keep every sampled coordinate).
+    # ``frozen_share`` says how many did not (the trajectory diagnostics below skip them too).
     moved = dw[dw != 0]
     frozen = 1.0 - moved.size / dw.size
     rows = []
@@ -292,8 +292,14 @@ def analyze_clt_arrays(
     sum_err = float("nan")
     if updates is not None:
         s, u = as_trajectories(steps, updates)
-        curve = kurtosis_curve(s, u)
-        traj = trajectory_diagnostics(s, u, max_lag=max_lag, curve=curve)
+        # frozen sampled coordinates (every recorded update exactly 0) would add a point mass
+        # at 0 that the diagnostics read as persistent scale structure; they are counted in
+        # frozen_share instead, and the CLT's assumptions are checked on the coordinates that
+        # moved (all of them when fewer than 8 moved, which then reads as degenerate)
+        moving = np.any(u != 0, axis=0)
+        um = u[:, moving] if 8 <= moving.sum() < moving.size else u
+        curve = kurtosis_curve(s, um)
+        traj = trajectory_diagnostics(s, um, max_lag=max_lag, curve=curve)
         status = "available"
         if coords is not None:
             idx = np.asarray(coords, dtype=np.int64).reshape(-1)

@@ -212,6 +212,17 @@ def _answer(results: pd.DataFrame) -> list[str]:
         out.append(f"Answer: all {n} tensors keep their initialisation (W_0 explains at least "
                    "80% of W_T's variance); the updates never dominate, so the CLT is not what "
                    "shapes these weights.")
+    if "frozen_share_update" in results.columns:
+        fz = results["frozen_share_update"]
+        k = int((fz > 0).sum())
+        if k:
+            out.append(
+                f"Frozen coordinates: {_pct(k, n)} tensors have weights whose update is exactly 0 "
+                f"(median {fz[fz > 0].median():.1%} of such a tensor, at most {fz.max():.1%}): "
+                "no gradient ever reached them (input pixels that are 0 in every image, "
+                "hidden units that never activate). They are counted in the 'frozen' column and "
+                "left out of dW's shape and of the trajectory tests."
+            )
     opt = _opt(results)
     parts = []
     for (o, lr), g in results.groupby([opt, "lr"], sort=True):
@@ -261,9 +272,10 @@ def _answer(results: pd.DataFrame) -> list[str]:
         share = float((clf.loc[clf["run_id"].isin(low.index), "verdict"]
                        == "inherited-from-init").mean())
         out.append(f"Caveat: {len(low)} classifier runs reached less than "
-                   f"{UNDERTRAINED_ACCURACY:.0%} test accuracy; {share:.0%} of their tensors are "
-                   "inherited-from-init, which here says the network is undertrained, not that "
-                   "a trained network stayed lazy.")
+                   f"{UNDERTRAINED_ACCURACY:.0%} test accuracy, so they are undertrained; "
+                   f"{share:.0%} of their tensors are inherited-from-init, which for them "
+                   "reflects too little training rather than lazy training of a network that "
+                   "fits the data.")
     return out
 
 
