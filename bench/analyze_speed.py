@@ -315,11 +315,12 @@ def main() -> None:
     if not args.skip_jobs:
         _, t1 = timed(analyze_checkpoint, paths["safetensors"], jobs=1)
         f2, t2 = timed(analyze_checkpoint, paths["safetensors"], jobs=2)
-        same = f2.drop(columns="checkpoint").equals(frame.drop(columns="checkpoint"))
+        differ = [c for c in frame.columns if c != "checkpoint" and not f2[c].equals(frame[c])]
+        same = not differ
         print(
             f"[jobs] jobs=1 {t1:.1f} s, jobs=2 {t2:.1f} s: speed-up {t1 / t2:.2f}x (target >= 1.7; "
             f"machine has {os.cpu_count()} cores shared with other processes); "
-            f"identical frame: {same}"
+            f"identical frame: {same}" + (f" (columns differing: {differ})" if differ else "")
         )
 
     # 4. against scipy.stats fit + sklearn GaussianMixture, extrapolated by values
