@@ -278,3 +278,13 @@ def test_readme_main_job_command():
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0].startswith("tensor")
     assert "linear_weight" in result.stdout and "Verdicts by role:" in result.stdout
+
+
+def test_unsafe_allow_pickle_is_the_explicit_opt_in(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "trusted.pt"
+    torch.save({"w": torch.randn(20, 20), "obj": cf.Evil(str(marker))}, path)
+    result = run(path, "--unsafe-allow-pickle", "--max-samples", "1000")
+    assert result.exit_code == 0, result.output
+    assert marker.exists()  # the pickle's code ran, as the flag says it may
+    assert "not a tensor" in result.stdout
