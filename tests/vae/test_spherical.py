@@ -460,8 +460,23 @@ def test_seeded_sampling_is_reproducible_and_leaves_the_global_rng_alone(rng, cl
     assert a.shape == (50, 2, 6)
 
 
+@pytest.fixture
+def default_validation():
+    """Turn torch.distributions' default argument validation on for one test.
+
+    Initialising torch._dynamo (any torch.compile in the same process) switches it off
+    globally, and our distributions follow torch's default, as torch's own do.
+    """
+    from torch.distributions import Distribution
+
+    before = Distribution._validate_args
+    Distribution.set_default_validate_args(True)
+    yield
+    Distribution.set_default_validate_args(before)
+
+
 @pytest.mark.parametrize("cls", [VonMisesFisher, PowerSpherical])
-def test_distribution_iv(cls):
+def test_distribution_iv(cls, default_validation):
     loc = t64([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     with pytest.raises(InputDataError, match="`loc` must hold unit vectors.*normalize"):
         cls(loc * 2, 1.0)
