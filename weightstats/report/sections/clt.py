@@ -219,8 +219,8 @@ def _answer(results: pd.DataFrame) -> list[str]:
             out.append(
                 f"Frozen coordinates: {_pct(k, n)} tensors have weights whose update is exactly 0 "
                 f"(median {fz[fz > 0].median():.1%} of such a tensor, at most {fz.max():.1%}): "
-                "no gradient ever reached them (input pixels that are 0 in every image, "
-                "hidden units that never activate). They are counted in the 'frozen' column and "
+                "no gradient ever reached them (in a first layer, input pixels that are 0 in "
+                "every image; deeper, presumably units that never activate). They are counted in the 'frozen' column and "
                 "left out of dW's shape and of the trajectory tests."
             )
     opt = _opt(results)
