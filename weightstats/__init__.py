@@ -14,7 +14,13 @@ Training capture
     :class:`WeightRecorder`, :class:`LatentRecorder`, :class:`RunStore`, :func:`watch`,
     :func:`unwatch`
 Analyses of runs
-    :func:`analyze_clt`, :func:`analyze_latent`
+    :func:`analyze_clt`, :func:`analyze_clt_arrays`, :func:`analyze_latent`
+Reports
+    :func:`write_checkpoint_report`, :func:`build_report`, :func:`write_report`
+Reference models
+    :mod:`weightstats.vae` (VAEs with Gaussian, vMF, Power Spherical, mixture-prior, M2 and
+    Student-t latents), :mod:`weightstats.nets` (digits classifiers),
+    :mod:`weightstats.datasets`
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ _LAZY = {
     "fit": "weightstats.stats.fit",
     "fit_families": "weightstats.stats.fit",
     "MixtureFit": "weightstats.stats.mixture",
+    "GaussianMixtureDist": "weightstats.stats.mixture",
     "fit_gaussian_mixture": "weightstats.stats.mixture",
     "select_gaussian_mixture": "weightstats.stats.mixture",
     "ComparisonResult": "weightstats.stats.compare",
@@ -67,11 +74,21 @@ _LAZY = {
     "WeightRecorder": "weightstats.capture.hooks",
     "LatentRecorder": "weightstats.capture.latent",
     "RunStore": "weightstats.capture.store",
+    "Trajectories": "weightstats.capture.store",
     "watch": "weightstats.capture.hooks",
     "unwatch": "weightstats.capture.hooks",
     # analyses of runs
     "analyze_clt": "weightstats.analysis.clt",
+    "CLTAnalysis": "weightstats.analysis.clt",
+    "analyze_clt_arrays": "weightstats.analysis.clt",
     "analyze_latent": "weightstats.analysis.latent",
+    "LatentAnalysis": "weightstats.analysis.latent",
+    # reports
+    "ReportModel": "weightstats.report.model",
+    "SectionModel": "weightstats.report.model",
+    "build_report": "weightstats.report.model",
+    "write_report": "weightstats.report.render",
+    "write_checkpoint_report": "weightstats.report.checkpoint_report",
 }
 
 __all__ = [

@@ -15,10 +15,22 @@ from .data import SphereData, make_sphere_data
 from .families import FAMILIES, build_model
 from .iwae import iwae_bound, iwae_nll
 from .marginal import aggregate_kl
+from .spherical import (
+    HypersphericalUniform,
+    PowerSpherical,
+    VonMisesFisher,
+    bessel_ratio,
+    log_bessel_iv,
+)
 from .train import TrainResult, train_vae
 
 __all__ = [
     "FAMILIES",
+    "HypersphericalUniform",
+    "PowerSpherical",
+    "VonMisesFisher",
+    "bessel_ratio",
+    "log_bessel_iv",
     "SphereData",
     "TrainResult",
     "aggregate_kl",
