@@ -9,6 +9,7 @@ import click
 
 from ..errors import InputDataError
 from ._common import one_line_errors
+from .vae import OneLineUsageCommand
 
 __all__ = ["command"]
 
@@ -37,7 +38,7 @@ def _table(frame, spec) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
 
-@click.command(name="latent")
+@click.command(name="latent", cls=OneLineUsageCommand)
 @click.argument("run_dir", type=click.Path())
 @click.option("--epoch", type=int, default=None, help="Recorded epoch (default: the last).")
 @click.option("--family", default=None,
@@ -45,7 +46,7 @@ def _table(frame, spec) -> str:
                    "vmf, power_spherical).")
 @click.option("--permutations", type=click.IntRange(min=0), default=200, show_default=True,
               help="Permutations for the MMD p-value.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of prior draws and permutations.")
 @click.option("--csv", "csv_path", type=click.Path(), default=None,
               help="Also write the per-dimension table as CSV (refuses to overwrite).")
@@ -55,10 +56,16 @@ def command(run_dir, epoch, family, permutations, seed, csv_path) -> None:
     dimension, covariance, MMD, KL(q(z) || p(z)), active units, Rayleigh on the sphere."""
     from ..analysis.latent import analyze_latent
 
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise InputDataError(f"{run_dir!r} is a file; give a run directory (a LatentRecorder run).")
     if not os.path.isdir(run_dir):
         raise InputDataError(f"run directory {run_dir!r} does not exist.")
-    if csv_path is not None and os.path.exists(csv_path):
-        raise InputDataError(f"{csv_path!r} exists; choose another --csv path.")
+    if csv_path is not None:
+        if os.path.exists(csv_path):
+            raise InputDataError(f"{csv_path!r} exists; choose another --csv path.")
+        parent = os.path.dirname(os.path.abspath(csv_path))
+        if not os.path.isdir(parent):
+            raise InputDataError(f"--csv: directory {parent!r} does not exist; create it first.")
     res = analyze_latent(run_dir, epoch=epoch, family=family, n_permutations=permutations,
                          rng=seed)
     click.echo(_table(res.summary, _SUMMARY))

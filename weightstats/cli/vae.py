@@ -8,12 +8,61 @@ import sys
 import click
 
 from ..errors import InputDataError
-from ._common import one_line_errors
+from ._common import fail, one_line_errors
 
-__all__ = ["command"]
+__all__ = ["OneLineUsageCommand", "OneLineUsageGroup", "command"]
 
 
-@click.group(name="vae")
+def _one_line_usage(make_context):
+    """Wrap ``make_context`` so a click usage error (a nonsense option value, an unknown
+    option) is one stderr line and exit 2, like every other bad input, instead of click's
+    three-line usage block."""
+
+    def wrapped(self, info_name, args, parent=None, **extra):
+        try:
+            return make_context(self, info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # `weightstats vae` alone prints the help, as click intends
+        except click.UsageError as exc:
+            path = exc.ctx.command_path if exc.ctx is not None else info_name
+            fail(f"{exc.format_message()} (see '{path} --help')")
+
+    return wrapped
+
+
+class OneLineUsageCommand(click.Command):
+    """A click command whose usage errors are one stderr line and exit 2."""
+
+    make_context = _one_line_usage(click.Command.make_context)
+
+
+class OneLineUsageGroup(click.Group):
+    """A click group whose (and whose subcommands') usage errors are one line and exit 2."""
+
+    make_context = _one_line_usage(click.Group.make_context)
+    command_class = OneLineUsageCommand
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:  # an unknown subcommand
+            fail(f"{exc.format_message()} (see '{ctx.command_path} --help')")
+
+
+def _check_output(path: str | None, option: str, force: bool, out_dir: str) -> None:
+    """Refuse, before any training, an output file that could not be written at the end."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise InputDataError(f"{option} {path!r} is a directory; give a file name.")
+    if os.path.exists(path) and not force:
+        raise InputDataError(f"{path!r} exists; pass --force to replace it.")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent) and parent != os.path.abspath(out_dir):
+        raise InputDataError(f"{option}: directory {parent!r} does not exist; create it first.")
+
+
+@click.group(name="vae", cls=OneLineUsageGroup)
 def command() -> None:
     """Reference VAEs with Gaussian, hyperspherical, mixture, M2 and Student-t latents."""
 
@@ -48,9 +97,10 @@ def compare(config_path, quick, out_dir, report_path, json_path, force, threads,
     if config_path is not None and quick:
         raise InputDataError("give either --config or --quick, not both.")
     report_path = report_path or os.path.join(out_dir, "vae.html")
-    for path in (report_path, json_path):
-        if path is not None and os.path.exists(path) and not force:
-            raise InputDataError(f"{path!r} exists; pass --force to replace it.")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise InputDataError(f"--out {out_dir!r} is a file; give a directory.")
+    _check_output(report_path, "--report", force, out_dir)
+    _check_output(json_path, "--json-report", force, out_dir)
     config = load_grid(config_path, quick=quick)
     echo = None if quiet else (lambda line: click.echo(line, err=True))
     result = run_grid(config, out_dir=out_dir, force=force, progress=echo, num_threads=threads)

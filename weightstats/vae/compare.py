@@ -154,6 +154,19 @@ def load_grid(path: str | os.PathLike | None = None, *, quick: bool = False) -> 
 
 
 def _validate(config: Any) -> dict[str, Any]:
+    try:
+        return _validate_values(config)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        if isinstance(exc, InputDataError):
+            raise
+        # a value of the wrong type ("epochs": "ten", "experiments": 5, "latent_dims": ["a"])
+        raise InputDataError(
+            f"the grid configuration has a value of the wrong type ({type(exc).__name__}: {exc}); "
+            "compare it with data/vae/grid.json."
+        ) from None
+
+
+def _validate_values(config: Any) -> dict[str, Any]:
     if not isinstance(config, Mapping):
         raise InputDataError("the grid configuration must be a JSON object.")
     base = copy.deepcopy(DEFAULT_GRID)
@@ -187,6 +200,8 @@ def _validate(config: Any) -> dict[str, Any]:
 
 def _prepare_out_dir(out_dir: str, force: bool) -> None:
     marker = os.path.join(out_dir, "compare.json")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise InputDataError(f"output directory {out_dir!r} is a file; give a directory.")
     if os.path.exists(out_dir) and os.listdir(out_dir):
         if not force:
             raise InputDataError(
@@ -204,7 +219,10 @@ def _prepare_out_dir(out_dir: str, force: bool) -> None:
                 shutil.rmtree(path)
             elif os.path.exists(path):
                 os.remove(path)
-    os.makedirs(os.path.join(out_dir, "runs"), exist_ok=True)
+    try:
+        os.makedirs(os.path.join(out_dir, "runs"), exist_ok=True)
+    except OSError as exc:
+        raise InputDataError(f"cannot create output directory {out_dir!r}: {exc.strerror}.") from None
 
 
 def _datasets(config: Mapping[str, Any], seed: int) -> dict[str, dict[str, Any]]:
