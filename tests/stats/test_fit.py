@@ -130,3 +130,26 @@ def test_fit_families_gennorm_nests_laplace_and_normal_on_skewed_data(rng):
     # Reference: scipy.stats.gennorm.fit's maximum (Nelder-Mead), to 1e-6 per value.
     ref = stats.gennorm.logpdf(x, *stats.gennorm.fit(x)).sum()
     assert frame.loc["gennorm", "loglik"] >= ref - 1e-6 * x.size
+
+
+def test_fit_families_keeps_going_when_one_family_fails(monkeypatch, rng):
+    # A fitter that hits a math domain error (a scale driven to 0 by a point mass, say) becomes
+    # a row that says so; the other families are still compared, and fit() raises FitError.
+    import dataclasses
+
+    from weightstats.errors import FitError
+    from weightstats.stats import families
+
+    def broken(x):
+        raise ValueError("math domain error")
+
+    monkeypatch.setitem(families.FAMILIES, "t",
+                        dataclasses.replace(families.FAMILIES["t"], fitter=broken))
+    x = rng.normal(size=2000)
+    frame = fit_families(x, ["normal", "t", "laplace"])
+    failed = frame.set_index("family").loc["t"]
+    assert not failed["converged"] and failed["loglik"] == -np.inf
+    assert failed["akaike_weight"] == 0.0 and "math domain error" in failed["message"]
+    assert list(frame["family"])[-1] == "t" and frame["akaike_weight"].sum() == pytest.approx(1.0)
+    with pytest.raises(FitError, match="the t fit broke down"):
+        fit(x, "t")

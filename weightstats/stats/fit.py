@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .._validation import as_sample
-from ..errors import DegenerateDataWarning, InputDataError
+from ..errors import DegenerateDataWarning, FitError, InputDataError
 from ._core import as_generator, check_int, information_criteria
 from .families import FAMILIES
 from .mixture import GaussianMixtureDist, _fit_all_k, _standardise
@@ -127,6 +127,17 @@ def _warn_point_mass(arr: np.ndarray) -> None:
         )
 
 
+def _fit_or_failed_row(arr: np.ndarray, family: str, gen: np.random.Generator) -> FitResult:
+    """`_fit_validated`, but a family whose fit fails becomes a row that says so (loglik -inf,
+    converged False, the reason in message) instead of ending the whole comparison."""
+    try:
+        return _fit_validated(arr, family, gen)
+    except FitError as exc:
+        names = FAMILIES[family].param_names if family in FAMILIES else ()
+        return FitResult(family, {p: float("nan") for p in names}, -np.inf, arr.size, np.inf,
+                         np.inf, False, str(exc))
+
+
 def _fit_validated(arr: np.ndarray, family: str, gen: np.random.Generator,
                    std: tuple | None = None) -> FitResult:
     n = arr.size
@@ -145,7 +156,7 @@ def _fit_validated(arr: np.ndarray, family: str, gen: np.random.Generator,
             message += f"; EM stopped at max_iter before converging"
         return FitResult("gmm", params, best.loglik, n, best.aic, best.bic, best.converged,
                          message)
-    out = FAMILIES[family].fit(arr)
+    out = FAMILIES[family].fit(arr)  # raises FitError on a numerical breakdown
     aic, bic = information_criteria(out.loglik, FAMILIES[family].n_params, n)
     return FitResult(family, dict(out.params), float(out.loglik), n, aic, bic,
                      bool(out.converged), out.message)
@@ -251,7 +262,7 @@ def fit_families(
                 raise InputDataError(
                     "the subsample of `x` is constant; raise `max_samples` or pass all values."
                 )
-    results = [_fit_validated(arr, name, gen) for name in names]
+    results = [_fit_or_failed_row(arr, name, gen) for name in names]
     # Columns are assembled in numpy and the frame built once (building it row by row and
     # sorting in pandas cost ~2.5 ms, more than the closed-form fits themselves at n = 10^6).
     bic = np.array([r.bic for r in results])
