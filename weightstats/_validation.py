@@ -14,9 +14,16 @@ import numpy as np
 
 from .errors import DegenerateDataWarning, InputDataError, SmallSampleWarning
 
-__all__ = ["as_sample", "NAN_POLICIES", "to_numpy"]
+__all__ = ["as_sample", "MAX_ABS", "MIN_SPREAD", "NAN_POLICIES", "to_numpy"]
 
 NAN_POLICIES = frozenset({"raise", "omit"})
+
+#: Largest magnitude accepted: squares of 10^7 values up to 1e150 still sum below float64's
+#: maximum (1.8e308), so moments, variances and likelihoods cannot overflow.
+MAX_ABS = 1e150
+#: Smallest non-zero spread (max - min) accepted: squared deviations of 1e-150 stay normal
+#: float64 numbers (above 2.2e-308) instead of underflowing to zero.
+MIN_SPREAD = 1e-150
 
 
 def to_numpy(x: Any, *, name: str = "x") -> np.ndarray:
@@ -70,6 +77,8 @@ def as_sample(
         Fewest finite values accepted; fewer raise :class:`InputDataError`.
     nan_policy : {'raise', 'omit'}
         ``'raise'`` rejects NaN and +-Inf, saying how many there are; ``'omit'`` drops them.
+        Finite values beyond :data:`MAX_ABS` in magnitude, or a non-zero spread below
+        :data:`MIN_SPREAD`, raise :class:`InputDataError` asking for a rescaling.
     allow_constant : bool
         If False, a sample whose values are all equal raises :class:`InputDataError`; if True it
         only warns with :class:`DegenerateDataWarning`.
@@ -102,7 +111,19 @@ def as_sample(
         raise InputDataError(
             f"`{name}` has {arr.size} finite value(s); at least {min_size} are needed."
         )
-    if arr.size > 1 and arr.min() == arr.max():
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size > 1 else (0.0, 0.0)
+    biggest = max(-lo, hi)
+    if biggest > MAX_ABS:
+        raise InputDataError(
+            f"`{name}` has values as large as {biggest:.3g}; beyond {MAX_ABS:.0e} their squares "
+            f"overflow float64. Divide `{name}` by a constant first (shapes are scale-free)."
+        )
+    if 0.0 < hi - lo < MIN_SPREAD:
+        raise InputDataError(
+            f"`{name}` spans only {hi - lo:.3g}; below {MIN_SPREAD:.0e} its squared deviations "
+            f"underflow float64. Multiply `{name}` by a constant first (shapes are scale-free)."
+        )
+    if arr.size > 1 and lo == hi:
         message = f"`{name}` is constant (every value is {arr[0]:.6g}); its shape is undefined."
         if not allow_constant:
             raise InputDataError(message)

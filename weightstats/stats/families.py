@@ -81,8 +81,18 @@ class Family:
         return self.frozen(params).logpdf(np.asarray(x, dtype=np.float64))
 
     def fit(self, x: np.ndarray) -> FamilyFit:
-        """Fit to a validated float64 sample; raise FitError on a non-finite likelihood."""
-        out = self.fitter(x)
+        """Fit to a validated float64 sample; raise FitError on a non-finite likelihood or a
+        numerical breakdown (a near point mass drives the t and gennorm scales to zero)."""
+        # the iterations may overflow on their way to a degenerate optimum; the outcome is
+        # judged below instead of leaking RuntimeWarnings to the caller
+        with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+            try:
+                out = self.fitter(x)
+            except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
+                raise FitError(
+                    f"the {self.name} fit broke down numerically ({exc}); the data are nearly a "
+                    "point mass or extreme. Look at the values, or fit another family."
+                ) from None
         if not math.isfinite(out.loglik):
             raise FitError(
                 f"the {self.name} fit gave a non-finite log-likelihood ({out.loglik}); "

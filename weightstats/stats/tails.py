@@ -186,7 +186,11 @@ def _side_row(
     tail = np.exp(logs)
     # pointwise log-densities on the tail
     ll_pl = math.log(a) - lxmin - (a + 1.0) * (logs - lxmin)
-    lam = 1.0 / float(np.mean(tail - xmin))
+    excess = float(np.mean(tail - xmin))
+    if not excess > 0:  # every tail value equals xmin (discrete or repeated values)
+        row["note"] = "the largest values are tied at the threshold; no power-law fit"
+        return row
+    lam = 1.0 / excess
     ll_exp = math.log(lam) - lam * (tail - xmin)
     mu, sigma = _lognormal_truncated_fit(logs, lxmin)
     u = (logs - mu) / sigma
