@@ -56,3 +56,4 @@ def test_train_classifier_learns_and_is_reproducible():
     (m1, h1), (m2, h2) = run(), run()
     assert h1.test_accuracy[-1] > 0.5
     assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
+    assert h1.test_accuracy == h2.test_accuracy  # same seeds, same history

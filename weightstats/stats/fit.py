@@ -153,7 +153,7 @@ def _fit_validated(arr: np.ndarray, family: str, gen: np.random.Generator,
         bics = ", ".join(f"k={k}: {f.bic:.6g}" for k, f in fits.items())
         message = f"EM, k={best.k} chosen by BIC ({bics})"
         if not best.converged:
-            message += f"; EM stopped at max_iter before converging"
+            message += "; EM stopped at max_iter before converging"
         return FitResult("gmm", params, best.loglik, n, best.aic, best.bic, best.converged,
                          message)
     out = FAMILIES[family].fit(arr)  # raises FitError on a numerical breakdown
