@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
+from typing import Any
 
 import click
+
+from ._common import fail
 
 __all__ = ["main"]
 
@@ -27,7 +31,30 @@ SUBCOMMANDS = {
 
 
 class _LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands are imported on first use.
+
+    Run as a program (click's standalone mode), a usage error anywhere below it (an unknown
+    option or subcommand, a nonsense option value) is one stderr line and exit 2, like every
+    other bad input, instead of click's three-line usage block.
+    """
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # a group called alone: its help
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+            sys.exit(0)
+        except click.UsageError as exc:
+            path = exc.ctx.command_path if exc.ctx is not None else "weightstats"
+            fail(f"{exc.format_message()} (see '{path} --help')")
+        except click.ClickException as exc:
+            fail(exc.format_message(), code=exc.exit_code)
+        except click.Abort:
+            fail("aborted", code=1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(

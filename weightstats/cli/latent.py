@@ -9,7 +9,6 @@ import click
 
 from ..errors import InputDataError
 from ._common import one_line_errors
-from .vae import OneLineUsageCommand
 
 __all__ = ["command"]
 
@@ -38,7 +37,7 @@ def _table(frame, spec) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
 
-@click.command(name="latent", cls=OneLineUsageCommand)
+@click.command(name="latent")
 @click.argument("run_dir", type=click.Path())
 @click.option("--epoch", type=int, default=None, help="Recorded epoch (default: the last).")
 @click.option("--family", default=None,

@@ -10,43 +10,7 @@ import click
 from ..errors import InputDataError
 from ._common import fail, one_line_errors
 
-__all__ = ["OneLineUsageCommand", "OneLineUsageGroup", "command"]
-
-
-def _one_line_usage(make_context):
-    """Wrap ``make_context`` so a click usage error (a nonsense option value, an unknown
-    option) is one stderr line and exit 2, like every other bad input, instead of click's
-    three-line usage block."""
-
-    def wrapped(self, info_name, args, parent=None, **extra):
-        try:
-            return make_context(self, info_name, args, parent=parent, **extra)
-        except click.exceptions.NoArgsIsHelpError:
-            raise  # `weightstats vae` alone prints the help, as click intends
-        except click.UsageError as exc:
-            path = exc.ctx.command_path if exc.ctx is not None else info_name
-            fail(f"{exc.format_message()} (see '{path} --help')")
-
-    return wrapped
-
-
-class OneLineUsageCommand(click.Command):
-    """A click command whose usage errors are one stderr line and exit 2."""
-
-    make_context = _one_line_usage(click.Command.make_context)
-
-
-class OneLineUsageGroup(click.Group):
-    """A click group whose (and whose subcommands') usage errors are one line and exit 2."""
-
-    make_context = _one_line_usage(click.Group.make_context)
-    command_class = OneLineUsageCommand
-
-    def resolve_command(self, ctx, args):
-        try:
-            return super().resolve_command(ctx, args)
-        except click.UsageError as exc:  # an unknown subcommand
-            fail(f"{exc.format_message()} (see '{ctx.command_path} --help')")
+__all__ = ["command"]
 
 
 def _check_output(path: str | None, option: str, force: bool, out_dir: str) -> None:
@@ -62,7 +26,7 @@ def _check_output(path: str | None, option: str, force: bool, out_dir: str) -> N
         raise InputDataError(f"{option}: directory {parent!r} does not exist; create it first.")
 
 
-@click.group(name="vae", cls=OneLineUsageGroup)
+@click.group(name="vae")
 def command() -> None:
     """Reference VAEs with Gaussian, hyperspherical, mixture, M2 and Student-t latents."""
 
