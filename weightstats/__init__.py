@@ -82,6 +82,7 @@ _LAZY = {
     "CLTAnalysis": "weightstats.analysis.clt",
     "analyze_clt_arrays": "weightstats.analysis.clt",
     "analyze_latent": "weightstats.analysis.latent",
+    "run_clt_experiment": "weightstats.experiments.clt",
     "LatentAnalysis": "weightstats.analysis.latent",
     # reports
     "ReportModel": "weightstats.report.model",
