@@ -5,10 +5,21 @@ without a :class:`WeightRecorder` at ``every`` = 1, 10 and 100 (for the VAE also
 :class:`LatentRecorder` on the whole digits set once per epoch). Runs are interleaved and
 repeated in a shuffled order; the script prints the median wall time per configuration and its
 ratio to the median without a recorder. Every recorded run includes closing the recorder
-(all data flushed to disk).
+(all data flushed to disk). A second run without a recorder (``noise``) gives the ratio that
+noise alone produces; ``kernels`` hooks in only the recorder's per-step kernels (no files): the
+in-loop floor of recording every step. Besides wall time it prints the ratio of process CPU time (all threads),
+which other processes on a loaded machine disturb less; the recorder's threads make CPU time
+exceed wall time when a second core is free.
+
+``--floor`` also times, alone, the least per-step work a recorder of these data must do, with
+the same kernels the recorder uses: two flat passes on the training thread (copy of w_{t-1},
+in-place subtraction of w_t), then the sampled-coordinate gather and the moment kernels (run by
+the step worker thread), and, for a snapshot, one concatenation plus writing the file
+(encoding, moments of each tensor, open/write/rename), each as a fraction of a training step.
 
     .venv/bin/python bench/capture_overhead.py [--repeats 7] [--steps 300] [--threads 1]
-                                               [--batch 64] [--no-moments]
+                                               [--batch 64] [--no-moments] [--floor]
+                                               [--step-thread]
 
 Targets (issue 5): <= 1.05 with every=100, <= 1.25 with every=1 (a full snapshot every step).
 """
@@ -29,6 +40,12 @@ from sklearn.datasets import load_digits
 from weightstats.capture.hooks import LatentRecorder, WeightRecorder
 
 EVERY = (100, 10, 1)
+
+try:
+    from weightstats.capture._group import StepWorker  # noqa: F401
+    _HAS_KERNELS = True
+except ImportError:  # a weightstats from before the step worker, for before/after figures
+    _HAS_KERNELS = False
 
 
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,17 +88,24 @@ class Encoder(torch.nn.Module):
         return self.vae.encode(x)
 
 
-def run(kind: str, every: int | None, steps: int, x, y, folder: Path, batch: int,
-        moments: bool = True) -> float:
+def run(kind: str, every: int | str | None, steps: int, x, y, folder: Path, batch: int,
+        moments: bool = True, step_thread: bool = False) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one training run; ``every="noise"``: none;
+    ``every="kernels"``: only the recorder's per-step kernels, hooked in bare (no files)."""
+    if every == "noise":
+        every = None
     torch.manual_seed(0)
     model = MLP() if kind == "mlp" else VAE()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     n = x.shape[0]
     per_epoch = n // batch
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     recs = []
-    if every is not None:
-        recs.append(WeightRecorder(model, opt, every=every, moments=moments, store=folder / "w"))
+    if every == "kernels":
+        recs.append(_BareKernels(model, opt, moments=moments))
+    elif every is not None:
+        recs.append(WeightRecorder(model, opt, every=every, moments=moments, store=folder / "w",
+                                   **({"step_thread": True} if step_thread else {})))
         if kind == "vae":
             enc = Encoder(model)
             recs.append(LatentRecorder(enc, data=(x, y), store=folder / "l"))
@@ -97,11 +121,107 @@ def run(kind: str, every: int | None, steps: int, x, y, folder: Path, batch: int
                     - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())) / batch
         loss.backward()
         opt.step()
-        if kind == "vae" and every is not None and (step + 1) % per_epoch == 0:
+        if kind == "vae" and len(recs) == 2 and (step + 1) % per_epoch == 0:
             recs[1].end_epoch((step + 1) // per_epoch)
     for r in recs:
         r.close()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+class _BareKernels:
+    """The per-step kernels of a WeightRecorder (inline), hooked on the optimizer with nothing
+    else: no flushes, no snapshots, no files. Its ratio is the in-loop floor of the per-step
+    work, cache effects included (the kernels alone, in a hot cache, cost about half)."""
+
+    def __init__(self, model, opt, *, moments: bool) -> None:
+        from weightstats.capture._group import Group, StepWorker
+
+        gen = torch.Generator().manual_seed(0)
+        named = [(n, p, torch.randperm(p.numel(), generator=gen)[:4096].sort().values)
+                 for n, p in model.named_parameters()]
+        self.g = Group(named, moments=moments, flush_every=100,
+                       worker=StepWorker(threaded=False))
+        self.row = 0
+        self.handles = [opt.register_step_pre_hook(self.pre),
+                        opt.register_step_post_hook(self.post)]
+
+    def pre(self, *args) -> None:
+        with torch.no_grad():
+            self.g.pre()
+
+    def post(self, *args) -> None:
+        with torch.no_grad():
+            self.g.post(self.row)
+        self.row = (self.row + 1) % 100
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _median_us(f, n: int = 200) -> float:
+    f()
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts) * 1e6
+
+
+def floor(x, y, batch: int, folder: Path) -> None:
+    """Time the minimal per-step work alone and print it next to a training step."""
+    for kind in ("mlp", "vae"):
+        _floor_one(kind, x, y, batch, folder / kind)
+
+
+def _floor_one(kind: str, x, y, batch: int, folder: Path) -> None:
+    from weightstats.capture import _io
+    from weightstats.capture._group import Group, StepWorker
+
+    torch.manual_seed(0)
+    model = MLP() if kind == "mlp" else VAE()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    ps = list(model.parameters())
+    xb, yb = x[:batch], y[:batch]
+
+    def step():
+        opt.zero_grad()
+        if kind == "mlp":
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+        else:
+            recon, mu, logvar = model(xb)
+            loss = (torch.nn.functional.mse_loss(recon, xb, reduction="sum")
+                    - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())) / batch
+        loss.backward()
+        opt.step()
+
+    t_step = _median_us(step)
+    gen = torch.Generator().manual_seed(0)
+    named = [(str(i), p, torch.randperm(p.numel(), generator=gen)[:4096].sort().values)
+             for i, p in enumerate(ps)]
+    worker = StepWorker(threaded=False)
+    g = Group(named, moments=True, flush_every=1, worker=worker)
+    with torch.no_grad():
+        t_train = _median_us(lambda: (torch._foreach_copy_(g.slot_views[0], ps),
+                                      torch._foreach_sub_(g.slot_views[0], ps)))
+        t_gather = _median_us(lambda: torch.index_select(g.slots[0], 0, g.coords_all,
+                                                         out=g.upd[0]))
+        t_mom = _median_us(lambda: g._reduce(0, g.upd[0], g.mom[0])) - t_gather
+        t_cat = _median_us(lambda: torch.cat([p.detach().reshape(-1) for p in ps]))
+    snap = {str(i): p.detach().clone() for i, p in enumerate(ps)}
+    folder.mkdir(parents=True, exist_ok=True)
+    counter = iter(range(10**9))
+    t_file = _median_us(lambda: _io.atomic_save_tensors(
+        str(folder / f"{next(counter)}.safetensors"), snap,
+        {"rows": str(_io.moment_rows_many(list(snap.values())))}), n=100)
+    n = sum(p.numel() for p in ps)
+    print(f"{kind}: {len(ps)} tensors, {n} weights, training step {t_step:.0f} us; "
+          f"floor per step (share of a step): training thread {t_train:.0f} us "
+          f"({t_train / t_step:.1%}); worker: gather {t_gather:.0f} us + moments "
+          f"{t_mom:.0f} us ({(t_gather + t_mom) / t_step:.1%}); snapshot: cat {t_cat:.0f} "
+          f"us ({t_cat / t_step:.1%}) + file {t_file:.0f} us on the writer thread "
+          f"({t_file / t_step:.1%})")
 
 
 def main() -> None:
@@ -112,11 +232,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-moments", action="store_true",
                     help="record only the sampled coordinates (WeightRecorder(moments=False))")
+    ap.add_argument("--step-thread", action="store_true",
+                    help="WeightRecorder(step_thread=True): per-step kernels on a thread")
+    ap.add_argument("--floor", action="store_true",
+                    help="also time the minimal per-step work alone")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     x, y = digits()
-    configs = [(kind, every) for kind in ("mlp", "vae") for every in (None, *EVERY)]
+    if args.floor:
+        with tempfile.TemporaryDirectory() as tmp:
+            floor(x, y, args.batch, Path(tmp))
+    extra = ("noise", "kernels") if _HAS_KERNELS else ("noise",)  # (older weightstats)
+    configs = [(kind, every) for kind in ("mlp", "vae") for every in (None, *extra, *EVERY)]
     times: dict[tuple, list[float]] = {c: [] for c in configs}
+    cpus: dict[tuple, list[float]] = {c: [] for c in configs}
     order_rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
         for c in configs:  # warm-up (allocator, file cache)
@@ -127,21 +256,28 @@ def main() -> None:
             order_rng.shuffle(order)
             for c in order:
                 folder = Path(tmp) / f"r{rep}"
-                times[c].append(run(*c, steps=args.steps, x=x, y=y, folder=folder,
-                                    batch=args.batch, moments=not args.no_moments))
+                wall, cpu = run(*c, steps=args.steps, x=x, y=y, folder=folder,
+                                batch=args.batch, moments=not args.no_moments,
+                                step_thread=args.step_thread)
+                times[c].append(wall)
+                cpus[c].append(cpu)
                 shutil.rmtree(folder, ignore_errors=True)
     print(f"{args.steps} steps, batch {args.batch}, {args.threads} torch thread(s), "
-          f"moments={not args.no_moments}, {args.repeats} interleaved repeats; "
-          "median seconds and ratio to no recorder")
-    print(f"{'model':6} {'every':>6} {'median_s':>9} {'ratio':>7} {'min_ratio':>9}")
+          f"moments={not args.no_moments}, step_thread={args.step_thread}, "
+          f"{args.repeats} interleaved repeats; "
+          "median wall seconds, ratios to no recorder (noise: a second run without one)")
+    print(f"{'model':6} {'every':>7} {'median_s':>9} {'ratio':>7} {'min_ratio':>9} "
+          f"{'cpu_ratio':>9}")
     for kind in ("mlp", "vae"):
         base = statistics.median(times[(kind, None)])
         base_min = min(times[(kind, None)])
-        for every in (None, *EVERY):
+        base_cpu = statistics.median(cpus[(kind, None)])
+        for every in (None, *extra, *EVERY):
             med = statistics.median(times[(kind, every)])
             label = "-" if every is None else str(every)
-            print(f"{kind:6} {label:>6} {med:9.3f} {med / base:7.3f} "
-                  f"{min(times[(kind, every)]) / base_min:9.3f}")
+            print(f"{kind:6} {label:>7} {med:9.3f} {med / base:7.3f} "
+                  f"{min(times[(kind, every)]) / base_min:9.3f} "
+                  f"{statistics.median(cpus[(kind, every)]) / base_cpu:9.3f}")
 
 
 if __name__ == "__main__":

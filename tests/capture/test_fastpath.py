@@ -17,6 +17,7 @@ from weightstats.capture import _group, _io
 from weightstats.capture._group import StepWorker
 from weightstats.capture.hooks import WeightRecorder
 from weightstats.capture.store import RunStore
+from weightstats.errors import InputDataError
 
 
 def test_safetensors_parts_read_back_by_safetensors(tmp_path, rng):
@@ -62,21 +63,21 @@ def test_moment_rows_many_matches_per_tensor_and_scipy(rng):
     assert np.isnan(many[1]["mean"]) and np.isnan(many[3]["skewness"])
 
 
-def _record(path, threaded: bool, monkeypatch) -> RunStore:
-    real = StepWorker.__init__
-    monkeypatch.setattr(StepWorker, "__init__", lambda self, **kw: real(self, threaded=threaded))
+def _record(path, threaded: bool) -> RunStore:
     model = make_mlp(4, dropout=0.0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     x, y = data()
-    with WeightRecorder(model, opt, every=3, coords=40, flush_every=5, store=path):
+    with WeightRecorder(model, opt, every=3, coords=40, flush_every=5, store=path,
+                        step_thread=threaded) as rec:
+        assert rec._worker.threaded is threaded
         train(model, opt, x, y, 13)
-    monkeypatch.undo()
     return RunStore.open(path)
 
 
-def test_threaded_and_inline_worker_record_the_same_bits(tmp_path, monkeypatch):
-    a = _record(tmp_path / "threaded", True, monkeypatch)
-    b = _record(tmp_path / "inline", False, monkeypatch)
+def test_threaded_and_inline_worker_record_the_same_bits(tmp_path):
+    a = _record(tmp_path / "threaded", True)
+    b = _record(tmp_path / "inline", False)
+    assert a.manifest["recorders"]["weights"]["step_thread"] is True
     for name in a.tensor_names():
         ta, tb = a.trajectories(name), b.trajectories(name)
         np.testing.assert_array_equal(ta.updates, tb.updates)
@@ -84,6 +85,13 @@ def test_threaded_and_inline_worker_record_the_same_bits(tmp_path, monkeypatch):
         np.testing.assert_array_equal(ma[["mean", "var", "skewness", "kurtosis"]].to_numpy(),
                                       mb[["mean", "var", "skewness", "kurtosis"]].to_numpy())
         assert ma["step"].tolist() == list(range(1, 14))
+
+
+def test_step_thread_must_be_bool(tmp_path):
+    model = make_mlp(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(InputDataError, match="`step_thread` must be True or False"):
+        WeightRecorder(model, opt, store=tmp_path / "r", step_thread="yes")
 
 
 def test_worker_runs_in_order_and_raises_on_the_caller():
@@ -117,7 +125,8 @@ def test_ring_waits_when_worker_is_behind(tmp_path, monkeypatch):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = data()
     states = [model[0].weight.detach().clone()]
-    rec = WeightRecorder(model, opt, every=100, coords=30, flush_every=50, store=tmp_path / "r")
+    rec = WeightRecorder(model, opt, every=100, coords=30, flush_every=50, store=tmp_path / "r",
+                         step_thread=True)
     timer = threading.Timer(0.3, gate.set)
     timer.start()
     for _ in range(_group.CPU_SLOTS + 3):  # blocks in pre() until the gate opens

@@ -158,14 +158,26 @@ class Group:
         # `shift_list` are views into `shift`, which is overwritten in place every step
         self.shift = torch.zeros(len(self.numels), **kw)
         self.shift_list = list(self.shift.unbind())
+        self.spare: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.new_buffers()
 
     def new_buffers(self) -> None:
+        """Buffers for the next `flush_every` steps: a pair given back by :meth:`give_back`
+        (its pages already mapped: a fresh 5 MB buffer costs about a thousand page faults on
+        the training thread) or new ones."""
+        if self.spare:
+            self.upd, self.mom = self.spare.pop()
+            return
         kw = {"device": self.device, "dtype": self.wdtype}
         self.upd = torch.empty((self.flush_every, self.coords_all.numel()), **kw)
         # per row: sums of y, y**2, y**3, y**4 (y = -Δw - shift) and the shift, per tensor
         self.mom = (torch.empty((self.flush_every, 5, len(self.numels)), **kw)
                     if self.moments else None)
+
+    def give_back(self, upd: torch.Tensor, mom: torch.Tensor | None) -> None:
+        """Return buffers from :meth:`take` once read (any thread; list ops are atomic)."""
+        if upd._base is not None and upd._base.shape[0] == self.flush_every and len(self.spare) < 2:
+            self.spare.append((upd._base, None if mom is None else mom._base))
 
     def params(self) -> list[torch.Tensor] | None:
         ps = [r() for r in self.refs]

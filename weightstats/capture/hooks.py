@@ -12,10 +12,15 @@ What a recorder promises
   :class:`torch.Generator`).
 * It owns its hook handles and removes every one on :meth:`close` / ``__exit__``; it holds
   weak references to the model and its parameters.
-* Per-step work stays on the parameter's device and does not synchronise it: the sampled
-  updates and the raw moments go into device buffers that are moved to the host once per
-  `flush_every` steps (pinned, non-blocking on CUDA); snapshots are copied to the host and
-  written by the store's background thread.
+* Per-step work stays on the parameter's device and does not synchronise it. The training
+  thread runs two batched kernels per step (copy of the weights before the step, subtraction
+  after it); on the CPU the sampled-coordinate gather and the moment kernels run on the
+  recorder's step-worker thread, overlapping the next step, with bitwise the same results
+  (see :mod:`weightstats.capture._group`). The sampled updates and raw moments go into
+  buffers that are handed to the store once per `flush_every` steps (pinned, non-blocking
+  copies on CUDA), where its writer thread negates them and finishes the moments in float64;
+  snapshots are one concatenation on the training thread, encoded and written by the
+  store's writer thread.
 
 Limits
 ------
@@ -95,13 +100,20 @@ class WeightRecorder:
         trajectory shard.
     moments : bool
         Compute the moments (mean, var, skewness, kurtosis) of each tensor's whole update at
-        every step. Needs one copy of the selected parameters on their device; with
-        ``moments=False`` only the sampled coordinates are kept.
+        every step. Needs three more copies of the selected parameters on their device; with
+        ``moments=False`` only the sampled coordinates are kept. The recorder always holds
+        copies of the selected parameters to take exact differences: three on the CPU (a
+        ring that lets training run ahead of the step worker), one on CUDA.
     seed : int
         Seed of the recorder's own :class:`torch.Generator` (coordinate sampling).
     start_step : int, optional
         Step number of the current weights: 0 for a new store, and by default the last
         recorded step when continuing a store opened with ``mode="a"``.
+    step_thread : bool
+        Run the per-step gather and moment kernels of CPU parameters on a separate thread,
+        overlapping the next training step (bitwise the same records; two more copies of the
+        parameters for the ring of slots). Off by default: on the 2-core machine this was
+        measured on, the thread's wake-ups cost as much as it saved (see docs/capture.md).
 
     Examples
     --------
@@ -123,6 +135,7 @@ class WeightRecorder:
         moments: bool = True,
         seed: int = 0,
         start_step: int | None = None,
+        step_thread: bool = False,
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise InputDataError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
@@ -130,6 +143,8 @@ class WeightRecorder:
             raise InputDataError(
                 f"`optimizer` must be a torch.optim.Optimizer; got {type(optimizer).__name__}."
             )
+        if not isinstance(step_thread, bool):
+            raise InputDataError(f"`step_thread` must be True or False; got {step_thread!r}.")
         for name, value in (("every", every), ("coords", coords), ("flush_every", flush_every)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise InputDataError(f"`{name}` must be a positive integer; got {value!r}.")
@@ -138,6 +153,7 @@ class WeightRecorder:
         self.flush_every = int(flush_every)
         self.moments = bool(moments)
         self.seed = int(seed)
+        self.step_thread = step_thread
         self._handles: list[Any] = []
         self._closed = False
         self._model = weakref.ref(model)
@@ -146,6 +162,7 @@ class WeightRecorder:
         self.store: RunStore | None = None
         self._own_store = False
         self._groups: list[Group] = []
+        self._worker = StepWorker(threaded=False)  # replaced below; no thread until then
         self._order: list[str] = []
         self.skipped: list[str] = []
         if not self.active:  # not rank 0: record nothing, attach nothing
@@ -191,7 +208,7 @@ class WeightRecorder:
             idx = _sample_coords(p.numel(), self.coords, gen)
             by_kind.setdefault((p.device, p.dtype), []).append((name, p, idx))
         # per-step reductions run on this thread when the groups are on the CPU (_group.py)
-        self._worker = StepWorker(threaded=True)
+        self._worker = StepWorker(threaded=step_thread)
         self._groups = [Group(items, moments=self.moments, flush_every=self.flush_every,
                               worker=self._worker)
                         for items in by_kind.values()]
@@ -214,6 +231,7 @@ class WeightRecorder:
             "flush_every": self.flush_every,
             "moments": self.moments,
             "seed": self.seed,
+            "step_thread": self.step_thread,
             "start_step": self.step,
             "include": include if isinstance(include, (str, list, type(None))) else repr(include),
             "skipped": self.skipped,
@@ -298,7 +316,9 @@ class WeightRecorder:
             data = {}
             for g, upd, mom, done in parts:
                 if not done:
-                    upd, mom = finish(upd, mom, g.numels)
+                    raw = upd, mom
+                    upd, mom = finish(upd, mom, g.numels)  # new tensors: the raw ones are free
+                    g.give_back(*raw)
                 cols = torch.split(upd, g.coord_counts, dim=1)
                 for k, name in enumerate(g.names):
                     data[name] = (g.coords[k], cols[k], None if mom is None else mom[:, :, k],
