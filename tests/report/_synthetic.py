@@ -1,8 +1,9 @@
 """Synthetic per-tensor frames with the columns of analyze_checkpoint (docs/DESIGN.md).
 
-Until the real analysis lands these stand in for it: values are drawn with numpy from known
-shapes, and the frame's numbers are computed from those values with scipy, so the report is
-tested on real, consistent numbers.
+Values are drawn with numpy from known shapes and the frame's numbers are computed from them
+with scipy, so the report is tested on real, consistent numbers without running the analysis.
+The columns are the analysis's own (:data:`weightstats.analysis.checkpoint.COLUMNS`), so the
+frames follow the contract as it changes; statistics not computed here are NaN.
 """
 
 from __future__ import annotations
@@ -13,33 +14,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-COLUMNS = [
-    "checkpoint",
-    "tensor",
-    "shape",
-    "dtype",
-    "numel",
-    "role",
-    "fan_in",
-    "n_used",
-    "best_family",
-    "delta_bic_normal",
-    "skewness",
-    "excess_kurtosis",
-    "wasserstein1",
-    "tail_mass_ratio",
-    "tail_index",
-    "verdict_pooled",
-    "verdict_rowwise",
-    "verdict",
-    "row_sw_pass_rate",
-    "ks_kaiming_uniform",
-    "ks_normal_init",
-    "status",
-    "note",
-]
+from weightstats.analysis.checkpoint import COLUMNS
 
 EVIL = "<script>alert(1)</script>"
+
+#: The checkpoint report's sections, in order (docs/DESIGN.md).
+SECTION_KEYS = ["answer", "tensors", "evidence", "model", "meaning", "methods"]
 
 
 def draw_tensors(rng: np.random.Generator) -> dict[str, np.ndarray]:

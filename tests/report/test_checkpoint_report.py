@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from report._synthetic import big_frame
+from report._synthetic import SECTION_KEYS, big_frame
 
 from weightstats.errors import InputDataError
 from weightstats.report.checkpoint_report import _meta, checkpoint_report, write_checkpoint_report
@@ -41,14 +41,7 @@ def test_write_checkpoint_report(tmp_path, frame, tensors):
     html = out.read_text()
     assert "<title>Are the weights of synthetic.safetensors Gaussian?</title>" in html
     data = json.loads((tmp_path / "r.json").read_text())
-    assert [s["key"] for s in data["sections"]] == [
-        "answer",
-        "tensors",
-        "evidence",
-        "model",
-        "meaning",
-        "methods",
-    ]
+    assert [s["key"] for s in data["sections"]] == SECTION_KEYS
     with pytest.raises(InputDataError, match="already exists"):
         write_checkpoint_report(frame, tensors.__getitem__, out)
     with pytest.raises(InputDataError, match="must be the DataFrame"):

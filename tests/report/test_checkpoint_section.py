@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from report._synthetic import EVIL, big_frame
+from report._synthetic import EVIL, SECTION_KEYS, big_frame
 from scipy import stats as sps
 
 from weightstats.errors import CheckpointError, InputDataError
@@ -23,14 +23,7 @@ def _section(sections, key):
 
 
 def test_sections_in_order(sections):
-    assert [s.key for s in sections] == [
-        "answer",
-        "tensors",
-        "evidence",
-        "model",
-        "meaning",
-        "methods",
-    ]
+    assert [s.key for s in sections] == SECTION_KEYS
 
 
 def test_synthetic_truth_is_what_the_frame_says(frame):
