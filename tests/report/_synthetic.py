@@ -83,7 +83,7 @@ def _row_stats(name: str, x: np.ndarray) -> dict:
         sw = math.nan
     final = "scale-mixture" if verdict == "heavy-tailed" and rowwise == "gaussian" else verdict
     a = np.sort(np.abs(flat))[::-1]
-    k = int(math.ceil(math.sqrt(a.size)))
+    k = math.ceil(math.sqrt(a.size))
     bound = 1 / math.sqrt(fan_in) if not math.isnan(fan_in) else 1.0
     row.update(
         status="analyzed",

@@ -102,8 +102,8 @@ def test_csp_hashes_match_inline_script_and_style():
     import hashlib
 
     html = render_html(_tiny_report("x"))
-    script = re.search(r"<script>(.*?)</script>", html, re.S).group(1)
-    style = re.search(r"<style>(.*?)</style>", html, re.S).group(1)
+    script = re.search(r"<script>(.*?)</script>", html, re.DOTALL).group(1)
+    style = re.search(r"<style>(.*?)</style>", html, re.DOTALL).group(1)
     for text in (script, style):
         digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
         assert f"'sha256-{digest}'" in _csp(html)
