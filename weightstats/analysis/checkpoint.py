@@ -408,8 +408,9 @@ def analyze_checkpoint(
     seed : int
         Global seed; each tensor's generator depends only on it and the tensor's name.
     jobs : int
-        Worker processes; results are identical for any value. In-memory state dicts are
-        always analysed in this process.
+        Worker processes; results are identical for any value. Workers are forked from this
+        process on Linux (in-memory state dicts reach them that way); elsewhere in-memory
+        state dicts are analysed in this process.
     scheduler : str, optional
         Address of a Dask distributed scheduler to send the work to (tensor names travel,
         never arrays; each worker opens the checkpoint itself).
