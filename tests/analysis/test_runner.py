@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
@@ -11,6 +12,7 @@ from helpers import importorskip, skip_unless
 
 from weightstats.analysis import _runner
 from weightstats.analysis.checkpoint import analyze_checkpoint
+from weightstats.errors import WeightstatsError
 
 torch = importorskip("torch")
 from safetensors.torch import save_file
@@ -126,3 +128,25 @@ def test_rows_do_not_depend_on_thread_counts(files):
     finally:
         torch.set_num_threads(before)
     pd.testing.assert_frame_equal(many, single)
+
+
+def _die(*args):
+    os._exit(3)  # a worker killed mid-task (the OOM killer, a segfault in a library)
+
+
+def test_dead_worker_is_one_line_error(files, monkeypatch):
+    skip_unless(LINUX, "workers see the patched entry point only when forked")
+    monkeypatch.setattr(_runner, "analyze_by_name", _die)
+    with pytest.raises(WeightstatsError, match=r"worker process ended abruptly.*fewer jobs"):
+        analyze_checkpoint(files[0], jobs=2)
+
+
+def test_concurrent_runs_in_threads_keep_their_own_state_dicts():
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = torch.Generator().manual_seed(11)
+    states = [{"w": torch.randn(40, 40, generator=g) * (k + 1)} for k in range(2)]
+    with ThreadPoolExecutor(2) as threads:
+        two = list(threads.map(lambda s: analyze_checkpoint(s, max_samples=900, jobs=2), states))
+    for state, frame in zip(states, two):
+        pd.testing.assert_frame_equal(frame, analyze_checkpoint(state, max_samples=900, jobs=1))

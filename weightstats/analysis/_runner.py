@@ -28,9 +28,10 @@ __all__ = ["analyze_by_name", "run_tasks", "start_method"]
 
 _OPEN: dict[tuple[str, bool], Any] = {}
 
-#: In-memory checkpoints of the run being forked (``opened`` of :func:`run_tasks`); a forked
-#: worker reads them from its copy of the parent's memory, so state dicts need no pickling.
-_INHERITED: list | None = None
+#: In-memory checkpoints of the runs being forked (``opened`` of :func:`run_tasks`, keyed by
+#: run so that concurrent runs in threads do not mix); a forked worker reads them from its copy
+#: of the parent's memory, so state dicts are never pickled.
+_INHERITED: dict[int, list] = {}
 
 #: Thread-count variables read by OpenMP/BLAS libraries that a worker's own children load.
 _THREAD_ENV = (
@@ -131,13 +132,11 @@ def analyze_by_name(path: str, allow_pickle: bool, name: str, options: Mapping[s
     return _analyze_entry(ckpt, ckpt.entry(name), options)
 
 
-def _analyze_inherited(index: int, entry: Any, options: Mapping[str, Any]):
+def _analyze_inherited(run: int, index: int, entry: Any, options: Mapping[str, Any]):
     """Forked-worker entry point for an in-memory checkpoint inherited from the parent."""
     from .checkpoint import _analyze_entry
 
-    if _INHERITED is None:  # pragma: no cover - only scheduled under fork
-        raise RuntimeError("in-memory checkpoints reach workers only when they are forked")
-    return _analyze_entry(_INHERITED[index][1], entry, options)
+    return _analyze_entry(_INHERITED[run][index][1], entry, options)
 
 
 def run_tasks(
@@ -181,10 +180,10 @@ def run_tasks(
 
 
 def _run_pool(remote, opened, options, jobs, method, allow_pickle, results, tick):
-    global _INHERITED
     options = dict(options)
+    run = id(opened)
     if method == "fork":
-        _INHERITED = opened  # read by the forked copies; the pool forks all workers up front
+        _INHERITED[run] = opened  # read by the forked copies; the pool forks all workers first
     try:
         with ProcessPoolExecutor(
             max_workers=min(jobs, len(remote)),
@@ -194,7 +193,7 @@ def _run_pool(remote, opened, options, jobs, method, allow_pickle, results, tick
             futures = {}
             for i, path, entry in remote:
                 if path is None:
-                    fut = pool.submit(_analyze_inherited, i, entry, options)
+                    fut = pool.submit(_analyze_inherited, run, i, entry, options)
                 else:
                     fut = pool.submit(analyze_by_name, path, allow_pickle, entry.name, options)
                 futures[fut] = (i, entry.name)
@@ -212,7 +211,7 @@ def _run_pool(remote, opened, options, jobs, method, allow_pickle, results, tick
                     fut.cancel()
                 raise
     finally:
-        _INHERITED = None
+        _INHERITED.pop(run, None)
     return results
 
 
