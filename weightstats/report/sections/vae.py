@@ -242,8 +242,13 @@ def claims(table: pd.DataFrame) -> list[str]:
             f"for the same classifier on the labels alone"
             for r in m2.itertuples())
         n_lab = int(m2["n_labels"].iloc[0])
-        better = (m2["test_error"] < m2["baseline_error"]).sum()
-        verdict = (f"M2 beats the labels-only classifier at {better} of {len(m2)} dimensions"
+        gap = m2["baseline_error"] - m2["test_error"]
+        better = int((gap > 0).sum())
+        # no standard error for these error rates in the table and one seed per model: report
+        # the count and the size of the gaps, not a win
+        verdict = (f"M2 has the lower test error at {better} of {len(m2)} dimensions, by at most "
+                   f"{100 * gap.max():.1f} points; with one training seed and no standard error "
+                   "for these rates, gaps of a point or two may not survive another seed"
                    if better else "M2 does not beat the labels-only classifier here")
         out.append(f"M2 with {n_lab} labelled digits (Kingma et al. 2014), test error: {parts}. "
                    f"{verdict}.")
