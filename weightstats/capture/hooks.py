@@ -14,9 +14,9 @@ What a recorder promises
   weak references to the model and its parameters.
 * Per-step work stays on the parameter's device and does not synchronise it. The training
   thread runs two batched kernels per step (copy of the weights before the step, subtraction
-  after it); on the CPU the sampled-coordinate gather and the moment kernels run on the
-  recorder's step-worker thread, overlapping the next step, with bitwise the same results
-  (see :mod:`weightstats.capture._group`). The sampled updates and raw moments go into
+  after it), then the sampled-coordinate gather and the moment kernels, which with
+  ``step_thread=True`` run instead on a thread of their own that overlaps the next step,
+  with bitwise the same results (see :mod:`weightstats.capture._group`). The sampled updates and raw moments go into
   buffers that are handed to the store once per `flush_every` steps (pinned, non-blocking
   copies on CUDA), where its writer thread negates them and finishes the moments in float64;
   snapshots are one concatenation on the training thread, encoded and written by the
@@ -102,8 +102,8 @@ class WeightRecorder:
         Compute the moments (mean, var, skewness, kurtosis) of each tensor's whole update at
         every step. Needs three more copies of the selected parameters on their device; with
         ``moments=False`` only the sampled coordinates are kept. The recorder always holds
-        copies of the selected parameters to take exact differences: three on the CPU (a
-        ring that lets training run ahead of the step worker), one on CUDA.
+        one copy of the selected parameters to take exact differences (three with
+        `step_thread` on the CPU: a ring that lets training run ahead of the thread).
     seed : int
         Seed of the recorder's own :class:`torch.Generator` (coordinate sampling).
     start_step : int, optional
