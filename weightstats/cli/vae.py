@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..errors import InputDataError
-from ._common import fail, one_line_errors
+from ._common import one_line_errors
 
 __all__ = ["command"]
 
