@@ -92,6 +92,9 @@ def test_jobs_one_runs_everything_here(monkeypatch):
 def _probe():
     from threadpoolctl import threadpool_info
 
+    # Big enough for torch's parallel path: a forked child that kept 2 threads hangs here in
+    # libgomp (checked by hand: fork after a parallel region, then torch.randn(4e6).sum()).
+    torch.randn(4_000_000).sum().item()
     return torch.get_num_threads(), sorted({p["num_threads"] for p in threadpool_info()})
 
 
@@ -104,12 +107,18 @@ def test_workers_are_single_threaded_even_after_parallel_torch_in_parent():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        x = torch.randn(400, 400)
+        x = torch.randn(1000, 1000)
         (x @ x).sum().item()
+        torch.randn(4_000_000).sum().item()
         ctx = _runner._pool_context(_runner.start_method())
-        with ProcessPoolExecutor(2, mp_context=ctx, initializer=_runner._init_worker) as pool:
+        pool = ProcessPoolExecutor(2, mp_context=ctx, initializer=_runner._init_worker)
+        try:
             futures = [pool.submit(_probe) for _ in range(2)]
             got = [f.result(timeout=60) for f in futures]
+        finally:
+            for proc in list(pool._processes.values()):  # a hung worker must not hang pytest
+                proc.kill()
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
         torch.set_num_threads(before)
     assert got == [(1, [1])] * 2
