@@ -11,7 +11,9 @@ tensors hold Gaussian, Student-t, uniform and two-component-mixture values, and 
 1. tensors/s and values/s of the full analysis, and its time divided by one numpy pass over the
    same values (load + sum);
 2. how far the default ``max_samples`` subsample moves each statistic from the full-data value;
-3. the speed-up of ``jobs=2`` over ``jobs=1``;
+3. the worker start time per start method, then the speed-up of ``jobs=2`` over ``jobs=1``:
+   the median of interleaved pairs beside the load average, each run's CPU seconds, and a
+   no-contention estimate from CPU seconds (``--only-jobs`` runs just this part);
 4. the speed-up over fitting the same families with ``scipy.stats.<dist>.fit`` plus
    scikit-learn's ``GaussianMixture`` (K = 1..4 by BIC) tensor by tensor; the scipy side is
    timed on a subset of tensors and extrapolated by number of values (said in the output);

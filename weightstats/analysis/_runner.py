@@ -75,7 +75,9 @@ def start_method() -> str:
     numerical work, so it never enters the parent's OpenMP thread pool (the libgomp hang that
     makes fork unsafe after parallel regions; torch's DataLoader workers rely on the same).
     macOS system libraries are not fork-safe, so there a fork server imports the heavy modules
-    once and workers fork from it.
+    once and workers fork from it. As with any ``fork``, a caller that runs its own threads
+    doing numerical work while ``jobs > 1`` starts its pool should not rely on it (Python 3.12+
+    warns about forking multi-threaded processes); the runner's own threads are idle then.
     """
     methods = multiprocessing.get_all_start_methods()
     if sys.platform.startswith("linux") and "fork" in methods:
