@@ -21,13 +21,8 @@ import time
 
 import torch
 
-from weightstats.vae.spherical import (
-    PowerSpherical,
-    VonMisesFisher,
-    _wood_angle,
-    _wood_eps,
-    bessel_ratio,
-)
+from weightstats.vae._wood import _wood_angle, _wood_eps
+from weightstats.vae.spherical import PowerSpherical, VonMisesFisher, bessel_ratio
 
 F64 = torch.float64
 

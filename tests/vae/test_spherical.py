@@ -18,13 +18,11 @@ from scipy import integrate, special, stats
 
 from weightstats.errors import InputDataError
 from weightstats.vae._bessel import log_bessel_ive
+from weightstats.vae._wood import _dtheta_dkappa, _wood_angle, _wood_eps
 from weightstats.vae.spherical import (
     HypersphericalUniform,
     PowerSpherical,
     VonMisesFisher,
-    _dtheta_dkappa,
-    _wood_angle,
-    _wood_eps,
     bessel_ratio,
     log_bessel_iv,
 )
