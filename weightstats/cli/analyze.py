@@ -163,9 +163,12 @@ def answer_paragraph(frame) -> str:
         )
     weights = analysed[analysed["fan_in"].notna() | (analysed["role"] == "embedding")]
     base = weights if not weights.empty else analysed
-    what = "weight matrices" if not weights.empty else "tensors"
     counts = base["verdict"].value_counts()
     n = len(base)
+    if weights.empty:
+        what = "tensor" if n == 1 else "tensors"
+    else:
+        what = "weight matrix" if n == 1 else "weight matrices"
     parts = [f"{counts[v]} {v}" for v in _COLOURS if v in counts]
     values = int(base["numel"].sum())
     share_gauss = counts.get("gaussian", 0) / n
@@ -203,7 +206,8 @@ def answer_paragraph(frame) -> str:
             f"(to a normal init of the same sd {ks_n:.3f}): the weights are {near} their init."
         )
     if n_skipped or n_failed:
-        text.append(f"{n_skipped} tensors skipped and {n_failed} failed (reasons in the table).")
+        skipped = f"{n_skipped} tensor{'' if n_skipped == 1 else 's'} skipped"
+        text.append(f"{skipped} and {n_failed} failed (reasons in the table).")
     return " ".join(text)
 
 
