@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import load
 
 from weightstats.capture import _group, _io
-from weightstats.capture._group import StepWorker
+from weightstats.capture._io import JobThread
 from weightstats.capture.hooks import WeightRecorder
 from weightstats.capture.store import RunStore
 from weightstats.errors import InputDataError
@@ -94,8 +94,9 @@ def test_step_thread_must_be_bool(tmp_path):
         WeightRecorder(model, opt, store=tmp_path / "r", step_thread="yes")
 
 
-def test_worker_runs_in_order_and_raises_on_the_caller():
-    w = StepWorker(threaded=True)
+@pytest.mark.parametrize("threaded", [True, False])
+def test_worker_runs_in_order_and_raises_on_the_caller(threaded):
+    w = JobThread(threaded=threaded, name="test-worker", no_grad=True)
     seen = []
     for i in range(50):
         w.submit(lambda i=i: seen.append(i))
@@ -105,10 +106,29 @@ def test_worker_runs_in_order_and_raises_on_the_caller():
     def boom():
         raise ValueError("bad step")
 
-    w.submit(boom)
-    with pytest.raises(ValueError, match="bad step"):
-        w.wait()
+    if threaded:
+        w.submit(boom)
+        with pytest.raises(ValueError, match="bad step"):
+            w.wait()
+    else:  # inline: the job's exception surfaces at once
+        with pytest.raises(ValueError, match="bad step"):
+            w.submit(boom)
+    w.submit(lambda: seen.append("after"))  # the worker keeps going after a reported error
     w.close()
+    assert seen[-1] == "after"
+
+
+def test_worker_close_reraises_and_stops_the_thread():
+    w = JobThread(threaded=True, name="test-worker", max_pending=2)
+
+    def boom():
+        raise RuntimeError("write failed")
+
+    w.submit(boom)
+    thread = w._thread
+    with pytest.raises(RuntimeError, match="write failed"):
+        w.close()
+    assert not thread.is_alive() and not w.threaded
 
 
 def test_ring_waits_when_worker_is_behind(tmp_path, monkeypatch):

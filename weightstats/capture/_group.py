@@ -10,7 +10,7 @@ costs two kernels per step, on the training thread, whatever the number of tenso
 Everything else reads only the slot: ``index_select`` of the sampled coordinates with
 precomputed flat offsets and, with moments, per-tensor sums (the mean), an in-place centring,
 three products and one sum per tensor of the power rows (power sums 1-4; :func:`finish`
-combines them in float64). It runs inline by default; with a threaded :class:`StepWorker`
+combines them in float64). It runs inline by default; with a threaded :class:`~weightstats.capture._io.JobThread`
 (``WeightRecorder(step_thread=True)``) CPU groups run it on that thread instead (torch kernels
 release the GIL, so it overlaps the next training step), and a ring of :data:`CPU_SLOTS` slots
 lets the training thread run up to that many steps ahead; it waits only when the worker is
@@ -33,14 +33,14 @@ took 1.074 s threaded against 1.045 s inline (0.69 s without a recorder).
 
 from __future__ import annotations
 
-import queue
 import threading
 import weakref
-from collections.abc import Callable
 
 import torch
 
-__all__ = ["CPU_SLOTS", "SMALL_FLOATS", "Group", "StepWorker", "finish"]
+from ._io import JobThread
+
+__all__ = ["CPU_SLOTS", "SMALL_FLOATS", "Group", "finish"]
 
 SMALL_FLOATS = (torch.float16, torch.bfloat16)
 
@@ -48,82 +48,11 @@ SMALL_FLOATS = (torch.float16, torch.bfloat16)
 CPU_SLOTS = 3
 
 
-class StepWorker:
-    """One thread that runs per-step jobs in submission order (or inline when not threaded).
-
-    An exception in a job is re-raised on the training thread by the next :meth:`submit` or
-    :meth:`wait`.
-    """
-
-    def __init__(self, *, threaded: bool) -> None:
-        self._error: BaseException | None = None
-        self._queue: queue.SimpleQueue | None = None
-        self._thread: threading.Thread | None = None
-        self._idle = threading.Condition()
-        self._pending = 0
-        if threaded:
-            self._queue = queue.SimpleQueue()
-            self._thread = threading.Thread(target=self._run, name="weightstats-step-worker",
-                                            daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        assert self._queue is not None
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            try:
-                if self._error is None:
-                    with torch.no_grad():
-                        job()
-            except BaseException as exc:  # noqa: BLE001 - handed back to the training thread
-                self._error = exc
-            finally:
-                with self._idle:
-                    self._pending -= 1
-                    if self._pending == 0:
-                        self._idle.notify_all()
-
-    @property
-    def threaded(self) -> bool:
-        return self._queue is not None
-
-    def _raise_pending(self) -> None:
-        if self._error is not None:
-            exc, self._error = self._error, None
-            raise exc
-
-    def submit(self, job: Callable[[], None]) -> None:
-        self._raise_pending()
-        if self._queue is None:
-            job()
-            return
-        with self._idle:
-            self._pending += 1
-        self._queue.put(job)
-
-    def wait(self) -> None:
-        """Block until every submitted job has run."""
-        if self._queue is not None:
-            with self._idle:
-                while self._pending:
-                    self._idle.wait()
-        self._raise_pending()
-
-    def close(self) -> None:
-        if self._queue is not None and self._thread is not None and self._thread.is_alive():
-            self.wait()
-            self._queue.put(None)
-            self._thread.join()
-        self._queue = None
-
-
 class Group:
     """Buffers and per-step kernels for parameters sharing one device and one dtype."""
 
     def __init__(self, named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: bool,
-                 flush_every: int, worker: StepWorker) -> None:
+                 flush_every: int, worker: JobThread) -> None:
         first = named[0][1]
         self.device = first.device
         # work dtype: float32 for half types (differences of two bf16 values are exact in fp32)
@@ -251,7 +180,7 @@ class Group:
         """The first `n` raw rows (updates (n, C) of -Δw, power sums (n, 5, K) or None).
 
         The buffers are handed over, not copied: fresh ones are allocated for the next
-        steps. Call only when the worker is idle (:meth:`StepWorker.wait`).
+        steps. Call only when the worker is idle (:meth:`JobThread.wait`).
         """
         upd, mom = self.upd[:n], None if self.mom is None else self.mom[:n]
         self.new_buffers()

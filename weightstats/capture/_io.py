@@ -26,7 +26,7 @@ import torch
 __all__ = [
     "INDEX_COLUMNS",
     "TMP_MARKER",
-    "BackgroundWriter",
+    "JobThread",
     "atomic_save_tensors",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -224,26 +224,41 @@ def moment_rows_many(xs: list[torch.Tensor]) -> list[dict[str, float]]:
     return rows  # type: ignore[return-value]
 
 
-class BackgroundWriter:
-    """One worker thread that runs write jobs in submission order.
+class JobThread:
+    """One worker thread that runs jobs in submission order (or inline when not threaded).
 
-    The training thread only hands over tensors it already owns (copies), so serialisation and
-    file I/O happen off the critical path. An exception in a job is re-raised, wrapped by the
-    caller, on the next :meth:`submit`, :meth:`flush` or :meth:`close`. With ``threaded=False``
-    jobs run inline (simpler to debug; the behaviour is otherwise identical).
+    The recorders use one for per-step reductions and the run store one for writes: the
+    training thread only hands over tensors it owns, so the work happens off the critical path.
+    An exception in a job is re-raised, on the caller's thread, by the next :meth:`submit`,
+    :meth:`wait` or :meth:`close`; jobs queued after a failure are skipped. With
+    ``threaded=False`` jobs run inline (simpler to debug; the behaviour is otherwise identical).
+
+    Parameters
+    ----------
+    threaded : bool
+        Run jobs on a thread of their own.
+    name : str
+        The thread's name (shown by debuggers and ``py-spy``).
+    max_pending : int
+        Jobs that may wait in the queue before :meth:`submit` blocks; 0 for no bound.
+    no_grad : bool
+        Run each job under :func:`torch.no_grad` (grad mode is per thread in torch).
     """
 
-    def __init__(self, *, threaded: bool = True, max_pending: int = 8) -> None:
+    def __init__(self, *, threaded: bool, name: str, max_pending: int = 0,
+                 no_grad: bool = False) -> None:
         self._error: BaseException | None = None
-        self._threaded = threaded
+        self._no_grad = no_grad
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         if threaded:
             self._queue = queue.Queue(maxsize=max_pending)
-            self._thread = threading.Thread(
-                target=self._run, name="weightstats-run-store-writer", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
             self._thread.start()
+
+    @property
+    def threaded(self) -> bool:
+        return self._queue is not None
 
     def _run(self) -> None:
         assert self._queue is not None
@@ -253,7 +268,11 @@ class BackgroundWriter:
                 if job is None:
                     return
                 if self._error is None:
-                    job()
+                    if self._no_grad:
+                        with torch.no_grad():
+                            job()
+                    else:
+                        job()
             except BaseException as exc:  # noqa: BLE001 - handed back to the caller
                 self._error = exc
             finally:
@@ -271,12 +290,14 @@ class BackgroundWriter:
         else:
             self._queue.put(job)
 
-    def flush(self) -> None:
+    def wait(self) -> None:
+        """Block until every submitted job has run; re-raise a job's exception."""
         if self._queue is not None:
             self._queue.join()
         self._raise_pending()
 
     def close(self) -> None:
+        """Run what is queued, stop the thread, and re-raise a job's exception."""
         if self._queue is not None and self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()

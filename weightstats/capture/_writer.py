@@ -1,6 +1,6 @@
 """The writing half of :class:`~weightstats.capture.store.RunStore`: queued, atomic appends.
 
-Every write is queued on one background thread (see :class:`~weightstats.capture._io.BackgroundWriter`)
+Every write is queued on one background thread (see :class:`~weightstats.capture._io.JobThread`)
 in ``seq`` order: shard first (temporary file + rename), then, at each flush, one Parquet index
 part with the rows of the shards written since the previous part. The store's bounds
 (``max_snapshots``, ``max_bytes``, ``on_limit``) are applied here, on the training thread,
@@ -24,7 +24,7 @@ import torch
 
 from ..errors import InputDataError, RunStoreError, WeightstatsWarning
 from . import _io
-from ._io import TMP_MARKER, BackgroundWriter, update_rows
+from ._io import TMP_MARKER, JobThread, update_rows
 
 __all__ = ["StoreWriterMixin"]
 
@@ -88,7 +88,8 @@ class StoreWriterMixin:
         self._snap_calls = 0
         self._stride = 1
         self._stopped: set[str] = set()
-        self._writer = BackgroundWriter(threaded=background)
+        self._writer = JobThread(threaded=background, name="weightstats-run-store-writer",
+                                 max_pending=8)
 
     # ------------------------------------------------------------------ writer internals
     def _lock(self) -> None:
@@ -147,7 +148,7 @@ class StoreWriterMixin:
         seq, self._seq = self._seq, self._seq + 1
         return seq
 
-    def _require_writer(self) -> BackgroundWriter:
+    def _require_writer(self) -> JobThread:
         if self.mode == "r":
             raise RunStoreError(
                 f"run {self.path!r} is open read-only; use RunStore.open(path, mode='a')."
@@ -376,7 +377,7 @@ class StoreWriterMixin:
         writer = self._require_writer()
         try:
             writer.submit(self._flush_index)
-            writer.flush()
+            writer.wait()
         except RunStoreError:
             raise
         except OSError as exc:

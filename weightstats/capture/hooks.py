@@ -47,7 +47,8 @@ import torch
 
 from ..errors import InputDataError, WeightstatsWarning
 from ._common import Events, is_writer_rank, jsonable, select_parameters, to_host
-from ._group import Group, StepWorker, finish
+from ._group import Group, finish
+from ._io import JobThread
 from .latent import LatentRecorder
 from .store import STORE_DTYPES, RunStore
 
@@ -162,7 +163,7 @@ class WeightRecorder:
         self.store: RunStore | None = None
         self._own_store = False
         self._groups: list[Group] = []
-        self._worker = StepWorker(threaded=False)  # replaced below; no thread until then
+        self._worker = JobThread(threaded=False, name="weightstats-step-worker")  # replaced below; no thread until then
         self._order: list[str] = []
         self.skipped: list[str] = []
         if not self.active:  # not rank 0: record nothing, attach nothing
@@ -208,7 +209,8 @@ class WeightRecorder:
             idx = _sample_coords(p.numel(), self.coords, gen)
             by_kind.setdefault((p.device, p.dtype), []).append((name, p, idx))
         # per-step reductions run on this thread when the groups are on the CPU (_group.py)
-        self._worker = StepWorker(threaded=step_thread)
+        self._worker = JobThread(threaded=step_thread, name="weightstats-step-worker",
+                                 no_grad=True)
         self._groups = [Group(items, moments=self.moments, flush_every=self.flush_every,
                               worker=self._worker)
                         for items in by_kind.values()]
