@@ -13,8 +13,8 @@ exceed wall time when a second core is free.
 
 ``--floor`` also times, alone, the least per-step work a recorder of these data must do, with
 the same kernels the recorder uses: two flat passes on the training thread (copy of w_{t-1},
-in-place subtraction of w_t), then the sampled-coordinate gather and the moment kernels (run by
-the step worker thread), and, for a snapshot, one concatenation plus writing the file
+in-place subtraction of w_t), then, per step, the block reduction's share (the sampled-coordinate
+gather and the moment kernels, run once per block of steps), and, for a snapshot, one concatenation plus writing the file
 (encoding, moments of each tensor, open/write/rename), each as a fraction of a training step.
 
     .venv/bin/python bench/capture_overhead.py [--repeats 7] [--steps 300] [--threads 1]
@@ -42,7 +42,8 @@ from weightstats.capture.hooks import LatentRecorder, WeightRecorder
 EVERY = (100, 10, 1)
 
 try:
-    from weightstats.capture._group import StepWorker  # noqa: F401
+    from weightstats.capture._group import Group  # noqa: F401
+    from weightstats.capture._io import JobThread  # noqa: F401
     _HAS_KERNELS = True
 except ImportError:  # a weightstats from before the step worker, for before/after figures
     _HAS_KERNELS = False
@@ -89,9 +90,10 @@ class Encoder(torch.nn.Module):
 
 
 def run(kind: str, every: int | str | None, steps: int, x, y, folder: Path, batch: int,
-        moments: bool = True, step_thread: bool = False) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) of one training run; ``every="noise"``: none;
-    ``every="kernels"``: only the recorder's per-step kernels, hooked in bare (no files)."""
+        moments: bool = True, step_thread: bool | None = None) -> tuple[float, float, float]:
+    """(wall seconds, process CPU seconds, seconds spent creating and closing the recorders)
+    of one training run; ``every="noise"``: none; ``every="kernels"``: only the recorder's
+    per-step kernels, hooked in bare (no files)."""
     if every == "noise":
         every = None
     torch.manual_seed(0)
@@ -102,13 +104,14 @@ def run(kind: str, every: int | str | None, steps: int, x, y, folder: Path, batc
     t0, c0 = time.perf_counter(), time.process_time()
     recs = []
     if every == "kernels":
-        recs.append(_BareKernels(model, opt, moments=moments))
+        recs.append(_BareKernels(model, opt, moments=moments, step_thread=step_thread))
     elif every is not None:
         recs.append(WeightRecorder(model, opt, every=every, moments=moments, store=folder / "w",
-                                   **({"step_thread": True} if step_thread else {})))
+                                   step_thread=step_thread))
         if kind == "vae":
             enc = Encoder(model)
             recs.append(LatentRecorder(enc, data=(x, y), store=folder / "l"))
+    fixed = time.perf_counter() - t0
     for step in range(steps):
         i = (step % per_epoch) * batch
         xb, yb = x[i:i + batch], y[i:i + batch]
@@ -123,31 +126,31 @@ def run(kind: str, every: int | str | None, steps: int, x, y, folder: Path, batc
         opt.step()
         if kind == "vae" and len(recs) == 2 and (step + 1) % per_epoch == 0:
             recs[1].end_epoch((step + 1) // per_epoch)
+    t_close = time.perf_counter()
     for r in recs:
         r.close()
-    return time.perf_counter() - t0, time.process_time() - c0
+    t1 = time.perf_counter()
+    return t1 - t0, time.process_time() - c0, fixed + t1 - t_close
 
 
 class _BareKernels:
-    """The per-step kernels of a WeightRecorder (inline), hooked on the optimizer with nothing
-    else: no flushes, no snapshots, no files. Its ratio is the in-loop floor of the per-step
-    work, cache effects included (the kernels alone, in a hot cache, cost about half)."""
+    """The per-step kernels of a WeightRecorder, hooked on the optimizer with nothing else: no
+    flushes, no snapshots, no files; the block reductions inline or on a thread as the
+    recorder would choose. Its ratio is the in-loop floor of the per-step work, cache
+    effects included."""
 
-    def __init__(self, model, opt, *, moments: bool) -> None:
-        from weightstats.capture._group import Group, StepWorker
+    def __init__(self, model, opt, *, moments: bool, step_thread: bool | None) -> None:
+        from weightstats.capture._group import Group, use_step_thread
+        from weightstats.capture._io import JobThread
 
         gen = torch.Generator().manual_seed(0)
         named = [(n, p, torch.randperm(p.numel(), generator=gen)[:4096].sort().values)
                  for n, p in model.named_parameters()]
-        self.g = Group(named, moments=moments, flush_every=100,
-                       worker=StepWorker(threaded=False))
+        threaded = use_step_thread() if step_thread is None else step_thread
+        self.worker = JobThread(threaded=threaded, name="bench", no_grad=True)
+        self.g = Group(named, moments=moments, flush_every=100, worker=self.worker)
         self.row = 0
-        self.handles = [opt.register_step_pre_hook(self.pre),
-                        opt.register_step_post_hook(self.post)]
-
-    def pre(self, *args) -> None:
-        with torch.no_grad():
-            self.g.pre()
+        self.handles = [opt.register_step_post_hook(self.post)]
 
     def post(self, *args) -> None:
         with torch.no_grad():
@@ -157,6 +160,7 @@ class _BareKernels:
     def close(self) -> None:
         for h in self.handles:
             h.remove()
+        self.worker.close()
 
 
 def _median_us(f, n: int = 200) -> float:
@@ -177,7 +181,8 @@ def floor(x, y, batch: int, folder: Path) -> None:
 
 def _floor_one(kind: str, x, y, batch: int, folder: Path) -> None:
     from weightstats.capture import _io
-    from weightstats.capture._group import Group, StepWorker
+    from weightstats.capture._group import Group
+    from weightstats.capture._io import JobThread
 
     torch.manual_seed(0)
     model = MLP() if kind == "mlp" else VAE()
@@ -200,14 +205,15 @@ def _floor_one(kind: str, x, y, batch: int, folder: Path) -> None:
     gen = torch.Generator().manual_seed(0)
     named = [(str(i), p, torch.randperm(p.numel(), generator=gen)[:4096].sort().values)
              for i, p in enumerate(ps)]
-    worker = StepWorker(threaded=False)
-    g = Group(named, moments=True, flush_every=1, worker=worker)
+    worker = JobThread(threaded=False, name="bench")
+    g = Group(named, moments=True, flush_every=100, worker=worker)
+    rows = g.rows
     with torch.no_grad():
-        t_train = _median_us(lambda: (torch._foreach_copy_(g.slot_views[0], ps),
-                                      torch._foreach_sub_(g.slot_views[0], ps)))
-        t_gather = _median_us(lambda: torch.index_select(g.slots[0], 0, g.coords_all,
-                                                         out=g.upd[0]))
-        t_mom = _median_us(lambda: g._reduce(0, g.upd[0], g.mom[0])) - t_gather
+        t_train = _median_us(lambda: (torch._foreach_copy_(g.row_views[0][0], ps),
+                                      torch._foreach_sub_(g.row_views[0][0], ps)))
+        t_gather = _median_us(lambda: torch.index_select(g.blocks[0][0], 1, g.coords_all,
+                                                         out=g.upd[:rows])) / rows
+        t_mom = _median_us(lambda: g._reduce(0, rows, 0, g.upd, g.mom)) / rows - t_gather
         t_cat = _median_us(lambda: torch.cat([p.detach().reshape(-1) for p in ps]))
     snap = {str(i): p.detach().clone() for i, p in enumerate(ps)}
     folder.mkdir(parents=True, exist_ok=True)
@@ -218,7 +224,8 @@ def _floor_one(kind: str, x, y, batch: int, folder: Path) -> None:
     n = sum(p.numel() for p in ps)
     print(f"{kind}: {len(ps)} tensors, {n} weights, training step {t_step:.0f} us; "
           f"floor per step (share of a step): training thread {t_train:.0f} us "
-          f"({t_train / t_step:.1%}); worker: gather {t_gather:.0f} us + moments "
+          f"({t_train / t_step:.1%}); block of {rows} steps reduced at once, per step: gather "
+          f"{t_gather:.0f} us + moments "
           f"{t_mom:.0f} us ({(t_gather + t_mom) / t_step:.1%}); snapshot: cat {t_cat:.0f} "
           f"us ({t_cat / t_step:.1%}) + file {t_file:.0f} us on the writer thread "
           f"({t_file / t_step:.1%})")
@@ -232,8 +239,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-moments", action="store_true",
                     help="record only the sampled coordinates (WeightRecorder(moments=False))")
-    ap.add_argument("--step-thread", action="store_true",
-                    help="WeightRecorder(step_thread=True): per-step kernels on a thread")
+    ap.add_argument("--step-thread", choices=("auto", "on", "off"), default="auto",
+                    help="WeightRecorder(step_thread=...): block reductions on a thread "
+                         "(auto: when torch leaves a core free)")
     ap.add_argument("--floor", action="store_true",
                     help="also time the minimal per-step work alone")
     args = ap.parse_args()
@@ -246,6 +254,8 @@ def main() -> None:
     configs = [(kind, every) for kind in ("mlp", "vae") for every in (None, *extra, *EVERY)]
     times: dict[tuple, list[float]] = {c: [] for c in configs}
     cpus: dict[tuple, list[float]] = {c: [] for c in configs}
+    fixed: dict[tuple, list[float]] = {c: [] for c in configs}
+    step_thread = {"auto": None, "on": True, "off": False}[args.step_thread]
     order_rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
         for c in configs:  # warm-up (allocator, file cache)
@@ -256,18 +266,20 @@ def main() -> None:
             order_rng.shuffle(order)
             for c in order:
                 folder = Path(tmp) / f"r{rep}"
-                wall, cpu = run(*c, steps=args.steps, x=x, y=y, folder=folder,
-                                batch=args.batch, moments=not args.no_moments,
-                                step_thread=args.step_thread)
+                wall, cpu, setup_close = run(*c, steps=args.steps, x=x, y=y, folder=folder,
+                                             batch=args.batch, moments=not args.no_moments,
+                                             step_thread=step_thread)
                 times[c].append(wall)
                 cpus[c].append(cpu)
+                fixed[c].append(setup_close)
                 shutil.rmtree(folder, ignore_errors=True)
     print(f"{args.steps} steps, batch {args.batch}, {args.threads} torch thread(s), "
           f"moments={not args.no_moments}, step_thread={args.step_thread}, "
           f"{args.repeats} interleaved repeats; "
-          "median wall seconds, ratios to no recorder (noise: a second run without one)")
+          "median wall seconds, ratios to no recorder (noise: a second run without one); "
+          "fixed_ms: creating and closing the recorders, included in the run")
     print(f"{'model':6} {'every':>7} {'median_s':>9} {'ratio':>7} {'min_ratio':>9} "
-          f"{'cpu_ratio':>9}")
+          f"{'cpu_ratio':>9} {'fixed_ms':>8}")
     for kind in ("mlp", "vae"):
         base = statistics.median(times[(kind, None)])
         base_min = min(times[(kind, None)])
@@ -277,7 +289,8 @@ def main() -> None:
             label = "-" if every is None else str(every)
             print(f"{kind:6} {label:>7} {med:9.3f} {med / base:7.3f} "
                   f"{min(times[(kind, every)]) / base_min:9.3f} "
-                  f"{statistics.median(cpus[(kind, every)]) / base_cpu:9.3f}")
+                  f"{statistics.median(cpus[(kind, every)]) / base_cpu:9.3f} "
+                  f"{1e3 * statistics.median(fixed[(kind, every)]):8.1f}")
 
 
 if __name__ == "__main__":

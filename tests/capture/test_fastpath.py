@@ -90,7 +90,7 @@ def test_threaded_and_inline_worker_record_the_same_bits(tmp_path):
 def test_step_thread_must_be_bool(tmp_path):
     model = make_mlp(0)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(InputDataError, match="`step_thread` must be True or False"):
+    with pytest.raises(InputDataError, match="`step_thread` must be True, False or None"):
         WeightRecorder(model, opt, store=tmp_path / "r", step_thread="yes")
 
 
@@ -132,13 +132,14 @@ def test_worker_close_reraises_and_stops_the_thread():
 
 
 def test_ring_waits_when_worker_is_behind(tmp_path, monkeypatch):
-    """More steps than slots queued behind a slow reduction: every step is still recorded."""
+    """More steps than both blocks hold queued behind a slow reduction: every step is still
+    recorded (the training thread waits for a block to be free)."""
     gate = threading.Event()
     real = _group.Group._reduce
 
-    def slow(self, k, upd_row, mom_row):
+    def slow(self, *args):
         gate.wait(5)
-        real(self, k, upd_row, mom_row)
+        real(self, *args)
 
     monkeypatch.setattr(_group.Group, "_reduce", slow)
     model = make_mlp(5, dropout=0.0)
@@ -149,7 +150,9 @@ def test_ring_waits_when_worker_is_behind(tmp_path, monkeypatch):
                          step_thread=True)
     timer = threading.Timer(0.3, gate.set)
     timer.start()
-    for _ in range(_group.CPU_SLOTS + 3):  # blocks in pre() until the gate opens
+    rows = rec._groups[0].rows
+    assert rows > 1 and len(rec._groups[0].blocks) == 2
+    for _ in range(2 * rows + 3):  # blocks in the post-hook until the gate opens
         train(model, opt, x, y, 1)
         states.append(model[0].weight.detach().clone())
     rec.close()

@@ -1,51 +1,81 @@
-"""Per-step work of the WeightRecorder, batched over all parameters that share a device and dtype.
+"""Per-step work of the WeightRecorder, batched over all parameters that share a device and dtype,
+and over a block of consecutive steps.
 
-All tracked parameters of a group live, for the recorder, in flat buffers ("slots") of
-``N = sum(numel)`` values whose views have the parameters' shapes. The exact difference
-costs two kernels per step, on the training thread, whatever the number of tensors:
+All tracked parameters of a group live, for the recorder, in a block: a buffer of shape
+``(planes, rows + 1, N)`` with ``N = sum(numel)``. Row 0 of plane 0 holds the weights before the
+block's first step, and the optimizer's step post-hook copies the weights after each step into
+the next row, one batched kernel per step on the training thread whatever the number of tensors
+(``_foreach_copy_(row_views, params)``). Per-tensor views of each row have the parameters' shapes.
 
-* pre-step hook:  ``_foreach_copy_(slot_views, params)``                      (w_{t-1})
-* post-step hook: ``_foreach_sub_(slot_views, params)``   -> slot = -Δw_t, exact
+When the block's rows are full (or before a flush), one reduction reads the whole block:
 
-Everything else reads only the slot: ``index_select`` of the sampled coordinates with
-precomputed flat offsets and, with moments, per-tensor sums (the mean), an in-place centring,
-three products and one sum per tensor of the power rows (power sums 1-4; :func:`finish`
-combines them in float64). It runs inline by default; with a threaded :class:`~weightstats.capture._io.JobThread`
-(``WeightRecorder(step_thread=True)``) CPU groups run it on that thread instead (torch kernels
-release the GIL, so it overlaps the next training step), and a ring of :data:`CPU_SLOTS` slots
-lets the training thread run up to that many steps ahead; it waits only when the worker is
-further behind. The worker runs the same kernels on the same data, in step order, so results
-are bitwise the same threaded or inline. On CUDA the kernels are asynchronous already, so
-they are always queued inline on one slot.
+* the exact differences, in place: ``row[r] = w_{r} - w_{r+1} = -Δw``;
+* ``index_select`` of the sampled coordinates with precomputed flat offsets;
+* with moments: per-tensor row sums (the means, the shift), an in-place centring ``y``, the
+  squares ``y**2`` into plane 1, per-tensor sums of ``y`` and, for ``y**2, y**3, y**4``, one
+  batched Gram matrix ``[y, y**2] [y, y**2]^T`` per tensor (power sums 1-4;
+  :func:`finish` combines them in float64).
+
+The update of a step is thus the change of the weights between two optimizer steps (or since
+the recorder attached), whatever changed them, so the recorded updates add up exactly to the
+difference of two snapshots.
+
+The reduction's cost has two parts: a fixed cost per torch call (about 2-3 us on a CPU, which
+reducing a block of `rows` steps at once divides by `rows`; see :func:`block_rows`) and about
+0.6 ns per value and step of arithmetic (about 55 us per step for the 85k weights of the
+digits MLP, some 9 % of its 0.65 ms training step at batch 64 on one thread, measured with
+``bench/capture_overhead.py --floor``). That second part does not shrink with batching, so on
+the CPU the reduction runs by default on a thread of its own when the process leaves a core
+free (see :func:`use_step_thread`): torch kernels release the GIL, so it overlaps the next
+steps while the training thread fills a second block. The worker runs the same kernels on the
+same data, so results are bitwise the same threaded or inline. On CUDA the kernels are
+asynchronous already, so they are always queued inline.
 
 Signs are fixed (negated) and the moments finished in float64 once per flush, by the store's
 writer thread (:func:`finish`), off the per-step path; negation is exact.
-
-Measured on the 64-256-256-10 digits MLP (6 tensors, 85k weights, one torch thread, loaded
-2-core machine, ``bench/capture_overhead.py --floor``), alone in a hot cache: the two
-training-thread kernels 15 us per step, the gather 5 us, the moment kernels 85 us (a 0.67 ms
-step). Inside the training loop the same kernels cost about twice that (cache misses: with
-moments they stream some 15 copies' worth of the parameters per step, about as much as
-Adam's own update); ``bench/capture_overhead.py``'s ``kernels`` line measures that floor.
-The step thread did not pay on that machine: at 1000 steps, 7 interleaved repeats, the run
-took 1.074 s threaded against 1.045 s inline (0.69 s without a recorder).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 
 import torch
 
 from ._io import JobThread
+from ._kernels import block_kernel
 
-__all__ = ["CPU_SLOTS", "SMALL_FLOATS", "Group", "finish"]
+__all__ = ["BLOCK_BYTES", "MAX_BLOCK_ROWS", "SMALL_FLOATS", "Group", "block_rows", "finish",
+           "use_step_thread"]
 
 SMALL_FLOATS = (torch.float16, torch.bfloat16)
 
-#: slots of the ring on the CPU (memory: CPU_SLOTS + 3 copies of the parameters with moments)
-CPU_SLOTS = 3
+#: most steps reduced together (more rows save little once the call overhead is amortised,
+#: and a block larger than the CPU's caches costs more memory traffic than it saves)
+MAX_BLOCK_ROWS = 8
+
+#: bytes one block may take (planes x (rows + 1) x N values); large models get one row
+BLOCK_BYTES = 32 << 20
+
+
+def block_rows(numel: int, itemsize: int, planes: int, flush_every: int) -> int:
+    """Rows (steps) per block: as many as fit in :data:`BLOCK_BYTES`, at most
+    :data:`MAX_BLOCK_ROWS`, and a divisor of `flush_every` so that blocks end at flushes."""
+    fit = BLOCK_BYTES // max(1, planes * numel * itemsize) - 1
+    rows = max(1, min(MAX_BLOCK_ROWS, flush_every, fit))
+    while flush_every % rows:
+        rows -= 1
+    return rows
+
+
+def use_step_thread() -> bool:
+    """Whether a CPU reduction thread would find a core that torch's own threads leave free."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return torch.get_num_threads() < cores
 
 
 class Group:
@@ -66,35 +96,34 @@ class Group:
         self.worker = worker
         kw = {"device": self.device, "dtype": self.wdtype}
         n_total = sum(self.numels)
-        # CUDA kernels are asynchronous already: queue them inline, on one slot
+        n_planes = 2 if moments else 1
+        itemsize = torch.empty(0, dtype=self.wdtype).element_size()
+        self.rows = block_rows(n_total, itemsize, n_planes, flush_every)
+        # CUDA kernels are asynchronous already: queue them inline, on one block
         self.threaded = self.device.type == "cpu" and worker.threaded
-        n_slots = CPU_SLOTS if self.threaded else 1
-        self.slots = [torch.empty(n_total, **kw) for _ in range(n_slots)]
-        self.slot_flat = [list(torch.split(s, self.numels)) for s in self.slots]
-        self.slot_views = [[v.view(sh) for v, sh in zip(fl, self.shapes)]
-                           for fl in self.slot_flat]
-        self.free = [threading.Event() for _ in self.slots]
-        for ev in self.free:
-            ev.set()
-        self.k = 0  # slot of the current step
-        self.armed = False  # pre() copied the weights into slot k
-        # rows 0-2: y**2, y**3, y**4 of the centred update y (the worker's scratch)
-        self.scratch = torch.empty((3, n_total), **kw) if moments else None
-        self.scratch_views = (list(torch.split(self.scratch, self.numels, dim=1))
-                              if moments else None)
+        self.blocks = [torch.empty((n_planes, self.rows + 1, n_total), **kw)
+                       for _ in range(2 if self.threaded else 1)]
         offsets = [0]
         for n in self.numels[:-1]:
             offsets.append(offsets[-1] + n)
+        self.offsets = offsets
+        spans = list(zip(offsets, self.numels))
+        self.kernel = block_kernel()
+        # per block, per row: the parameters' shapes in plane 0 (the per-step kernel's target)
+        self.row_views = [[[blk[0, r, o:o + n].view(sh) for (o, n), sh in zip(spans, self.shapes)]
+                           for r in range(self.rows + 1)] for blk in self.blocks]
+        self.free = [threading.Event() for _ in self.blocks]
+        for ev in self.free:
+            ev.set()
+        self.b = 0  # block being filled
+        self.j = 0  # rows (steps) in it so far
+        self.r0 = 0  # flush row of its first step
         self.coords = [c for _, _, c in named]  # per tensor, CPU int64, sorted
         self.coord_counts = [c.numel() for c in self.coords]
         self.coords_all = torch.cat([c + o for c, o in zip(self.coords, offsets)]).to(self.device)
-        self.lengths = torch.tensor(self.numels, **kw)
-        # per-tensor shift (the update's float32 mean) that centres the power sums;
-        # `shift_list` are views into `shift`, which is overwritten in place every step
-        self.shift = torch.zeros(len(self.numels), **kw)
-        self.shift_list = list(self.shift.unbind())
         self.spare: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.new_buffers()
+        self._start_block()
 
     def new_buffers(self) -> None:
         """Buffers for the next `flush_every` steps: a pair given back by :meth:`give_back`
@@ -119,68 +148,69 @@ class Group:
         return None if any(p is None for p in ps) else ps
 
     # ---------------------------------------------------------------- per step
-    def pre(self) -> None:
+    def post(self, row: int) -> None:
+        """After an optimizer step: copy the weights into the block's next row."""
         ps = self.params()
         if ps is None:
             return
-        k = self.k
-        if not self.armed:  # (armed: a step raised between the hooks; reuse the slot)
-            free = self.free[k]
-            if not free.is_set():  # the worker is len(slots) steps behind: wait for it
-                free.wait()
-                self.worker._raise_pending()
-            free.clear()
-            self.armed = True
-        torch._foreach_copy_(self.slot_views[k], ps)
+        if self.j == 0:
+            self.r0 = row
+        self.j += 1
+        torch._foreach_copy_(self.row_views[self.b][self.j], ps)
+        if self.j == self.rows:
+            self._submit_block()
 
-    def post(self, row: int) -> None:
+    def drain(self) -> None:
+        """Reduce the rows of a block that is not full yet (before a flush)."""
+        if self.j:
+            self._submit_block()
+
+    def _start_block(self) -> None:
+        """Wait until block `b` is free, then copy the current weights into its row 0."""
+        free = self.free[self.b]
+        if not free.is_set():  # the worker is a whole block behind
+            free.wait()
+            self.worker._raise_pending()
+        free.clear()
         ps = self.params()
-        if ps is None or not self.armed:
-            return
-        k = self.k
-        torch._foreach_sub_(self.slot_views[k], ps)  # slot = w_{t-1} - w_t = -Δw_t, exact
-        self.armed = False
-        self.k = (k + 1) % len(self.slots)
-        upd_row = self.upd[row]
-        mom_row = None if self.mom is None else self.mom[row]
+        if ps is not None:
+            with torch.no_grad():
+                torch._foreach_copy_(self.row_views[self.b][0], ps)
+
+    def _submit_block(self) -> None:
+        b, j, r0, upd, mom = self.b, self.j, self.r0, self.upd, self.mom
+        self.j = 0
+        self.b = (b + 1) % len(self.blocks)
         if not self.threaded:
-            self._reduce(k, upd_row, mom_row)
-            self.free[k].set()
-            return
-
-        def job() -> None:
             try:
-                self._reduce(k, upd_row, mom_row)
+                with torch.no_grad():
+                    self._reduce(b, j, r0, upd, mom)
             finally:
-                self.free[k].set()
+                self.free[b].set()
+        else:
+            def job() -> None:
+                try:
+                    self._reduce(b, j, r0, upd, mom)
+                finally:
+                    self.free[b].set()
 
-        self.worker.submit(job)
+            self.worker.submit(job)
+        self._start_block()
 
-    def _reduce(self, k: int, upd_row: torch.Tensor, mom_row: torch.Tensor | None) -> None:
-        """Sampled coordinates and power sums of slot `k` (= -Δw) into this step's rows."""
-        slot = self.slots[k]
-        torch.index_select(slot, 0, self.coords_all, out=upd_row)
-        if mom_row is None:
-            return
-        views = self.slot_flat[k]
-        # shift = this step's mean (two passes): a lagged shift was tried and lost 0.5 % of the
-        # variance when the mean moved by hundreds of standard deviations between steps
-        torch.div(torch.stack([v.sum() for v in views]), self.lengths, out=self.shift)
-        torch._foreach_sub_(views, self.shift_list)  # y = -Δw - shift, per tensor
-        s = self.scratch
-        torch.mul(slot, slot, out=s[0])
-        torch.mul(s[0], slot, out=s[1])
-        torch.mul(s[0], s[0], out=s[2])
-        torch.stack([v.sum() for v in views], out=mom_row[0])
-        torch.stack([sv.sum(1) for sv in self.scratch_views], dim=1, out=mom_row[1:4])
-        mom_row[4].copy_(self.shift)
+    def _reduce(self, b: int, j: int, r0: int, upd: torch.Tensor, mom: torch.Tensor | None
+                ) -> None:
+        """Updates, sampled coordinates and power sums of the `j` steps in block `b`, into
+        flush rows ``[r0, r0 + j)`` of `upd` and `mom` (:func:`~._kernels.reduce_block`)."""
+        self.kernel(self.blocks[b], j, self.coords_all, upd[r0:r0 + j],
+                    None if mom is None else mom[r0:r0 + j], self.offsets, self.numels)
 
     # ---------------------------------------------------------------- flush
     def take(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The first `n` raw rows (updates (n, C) of -Δw, power sums (n, 5, K) or None).
 
         The buffers are handed over, not copied: fresh ones are allocated for the next
-        steps. Call only when the worker is idle (:meth:`JobThread.wait`).
+        steps. Call only after :meth:`drain` and when the worker is idle
+        (:meth:`JobThread.wait`).
         """
         upd, mom = self.upd[:n], None if self.mom is None else self.mom[:n]
         self.new_buffers()

@@ -30,6 +30,7 @@ __all__ = [
     "atomic_save_tensors",
     "atomic_write_bytes",
     "atomic_write_json",
+    "columns",
     "moment_rows",
     "moment_rows_many",
     "safetensors_parts",
@@ -136,13 +137,22 @@ def atomic_write_json(path: str, obj: Any, *, fsync: bool = False) -> int:
     )
 
 
-def write_index_part(path: str, rows: list[dict], *, fsync: bool = False) -> int:
-    """Write index `rows` as one small Parquet file, atomically."""
-    columns = {c: [r.get(c) for r in rows] for c in INDEX_COLUMNS}
-    table = pa.table(columns, schema=_INDEX_SCHEMA)
+def write_index_part(path: str, batches: list[dict], *, fsync: bool = False) -> int:
+    """Write index rows, given as column batches (see :func:`columns`), as one small Parquet
+    file, atomically."""
+    tables = []
+    for batch in batches:
+        n = len(batch["tensor"])
+        tables.append(pa.table({c: batch[c] if c in batch else [None] * n
+                                for c in INDEX_COLUMNS}, schema=_INDEX_SCHEMA))
     sink = io.BytesIO()
-    pq.write_table(table, sink)
+    pq.write_table(pa.concat_tables(tables), sink)
     return atomic_write_bytes(path, sink.getvalue(), fsync=fsync)
+
+
+def columns(rows: list[dict]) -> dict[str, list]:
+    """Index rows given as dicts -> one column batch ``{column: values}``."""
+    return {c: [r.get(c) for r in rows] for c in INDEX_COLUMNS}
 
 
 def finish_moments(raw: np.ndarray, numel: int) -> np.ndarray:
@@ -306,10 +316,15 @@ class JobThread:
 
 
 def update_rows(name: str, steps: np.ndarray, fin: np.ndarray, numel: int, rel: str,
-                 seq: int) -> list[dict]:
-    return [
-        {"step": int(s), "epoch": None, "tensor": name, "kind": "update", "numel": int(numel),
-         "mean": float(m[0]), "var": float(m[1]), "skewness": float(m[2]),
-         "kurtosis": float(m[3]), "shard": rel, "seq": seq}
-        for s, m in zip(steps, fin)
-    ]
+                seq: int) -> dict[str, Any]:
+    """Index rows of one tensor's update moments `fin` (steps x (mean, var, skewness,
+    kurtosis)) as a column batch: built from arrays, with no per-row Python objects (a
+    trajectory shard of 100 steps has some 600 rows, and the writer thread holds the GIL
+    while it builds them)."""
+    n = len(steps)
+    fin = np.asarray(fin, dtype=np.float64).reshape(n, 4)
+    return {"step": np.asarray(steps, dtype=np.int64), "epoch": pa.nulls(n, pa.int64()),
+            "tensor": [name] * n, "kind": ["update"] * n,
+            "numel": np.full(n, numel, dtype=np.int64), "mean": fin[:, 0], "var": fin[:, 1],
+            "skewness": fin[:, 2], "kurtosis": fin[:, 3], "shard": [rel] * n,
+            "seq": np.full(n, seq, dtype=np.int64)}

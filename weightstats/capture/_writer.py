@@ -80,7 +80,8 @@ class StoreWriterMixin:
         self.max_bytes = st["max_bytes"]
         self.on_limit = st["on_limit"]
         self._seq = self._max_seq() + 1
-        self._pending_rows: list[dict] = []  # rows of shards written since the last index part
+        # rows of shards written since the last index part, as column batches (_io.columns)
+        self._pending_rows: list[dict] = []
         self._last_index = time.monotonic()
         self._snapshots: list[tuple[int, str, int]] = []  # (step, path, bytes) kept on disk
         self._payload = 0
@@ -219,10 +220,11 @@ class StoreWriterMixin:
         self._stopped.add(kind)
         return False
 
-    def _finish_shard(self, path: str, tensors, metadata, rows: list[dict]) -> None:
-        """Writer-thread part: write a shard, remember its rows for the next index part."""
+    def _finish_shard(self, path: str, tensors, metadata, batches: list[dict]) -> None:
+        """Writer-thread part: write a shard, remember its rows (column batches) for the next
+        index part."""
         _io.atomic_save_tensors(path, tensors, metadata, fsync=self._fsync)
-        self._pending_rows.extend(rows)
+        self._pending_rows.extend(batches)
 
     def _flush_index(self, *, force: bool = True) -> None:
         """Writer-thread part: write the pending rows as one Parquet part.
@@ -238,10 +240,10 @@ class StoreWriterMixin:
         if not force and now - self._last_index < INDEX_INTERVAL_S:
             return
         self._last_index = now
-        rows, self._pending_rows = self._pending_rows, []
-        seq = rows[-1]["seq"]
+        batches, self._pending_rows = self._pending_rows, []
+        seq = int(batches[-1]["seq"][-1])
         _io.write_index_part(
-            os.path.join(self.path, "index", f"{seq:08d}.parquet"), rows, fsync=self._fsync
+            os.path.join(self.path, "index", f"{seq:08d}.parquet"), batches, fsync=self._fsync
         )
 
     # ------------------------------------------------------------------ writer API
@@ -276,7 +278,7 @@ class StoreWriterMixin:
                 for name, mom in zip(tensors, _io.moment_rows_many(list(tensors.values())))
             ]
             meta = {"kind": "snapshot", "step": str(int(step)), "rows": json.dumps(rows)}
-            self._finish_shard(path, tensors, meta, rows)
+            self._finish_shard(path, tensors, meta, [_io.columns(rows)])
 
         self._submit(job)
         return True
@@ -330,7 +332,7 @@ class StoreWriterMixin:
                 if raw is not None:
                     fin = _io.finish_moments(raw.to(torch.float64).numpy(), numel)
                     tensors[f"{name}::moments"] = torch.from_numpy(np.ascontiguousarray(fin))
-                    rows.extend(update_rows(name, steps, fin, numel, rel, seq))
+                    rows.append(update_rows(name, steps, fin, numel, rel, seq))
             meta = {"kind": "update", "shapes": json.dumps(shapes)}
             self._finish_shard(path, tensors, meta, rows)
             self._flush_index(force=False)
@@ -358,7 +360,7 @@ class StoreWriterMixin:
                 for k, v in tensors.items()
             ]
             meta = {"kind": "latent", "epoch": str(int(epoch)), "rows": json.dumps(rows)}
-            self._finish_shard(path, tensors, meta, rows)
+            self._finish_shard(path, tensors, meta, [_io.columns(rows)])
             self._flush_index()
 
         self._submit(job)

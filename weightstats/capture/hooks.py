@@ -1,6 +1,6 @@
 """Recorders that capture a training run without changing it: weights, updates and latents.
 
-:class:`WeightRecorder` attaches to an optimizer's step pre- and post-hooks; :func:`watch` is
+:class:`WeightRecorder` attaches to an optimizer's step post-hook; :func:`watch` is
 its one-call, idempotent form for notebooks. :class:`LatentRecorder` (defined in
 :mod:`weightstats.capture.latent`, re-exported here) records a VAE encoder's outputs.
 
@@ -13,14 +13,19 @@ What a recorder promises
 * It owns its hook handles and removes every one on :meth:`close` / ``__exit__``; it holds
   weak references to the model and its parameters.
 * Per-step work stays on the parameter's device and does not synchronise it. The training
-  thread runs two batched kernels per step (copy of the weights before the step, subtraction
-  after it), then the sampled-coordinate gather and the moment kernels, which with
-  ``step_thread=True`` run instead on a thread of their own that overlaps the next step,
-  with bitwise the same results (see :mod:`weightstats.capture._group`). The sampled updates and raw moments go into
-  buffers that are handed to the store once per `flush_every` steps (pinned, non-blocking
-  copies on CUDA), where its writer thread negates them and finishes the moments in float64;
+  thread runs one batched kernel per step: a copy of the weights after the step into a block
+  of rows. Once per block of a few steps, one reduction takes the exact differences, gathers
+  the sampled coordinates and computes the moment sums; on the CPU it runs on a thread of its
+  own when a core is free (``step_thread``), with bitwise the same results (see
+  :mod:`weightstats.capture._group`). The sampled updates and raw moments go into buffers
+  that are handed to the store once per `flush_every` steps (pinned, non-blocking copies on
+  CUDA), where its writer thread negates them and finishes the moments in float64;
   snapshots are one concatenation on the training thread, encoded and written by the
   store's writer thread.
+* The update of step ``t`` is ``w_t - w_{t-1}``: the weights after the step minus the weights
+  after the previous step (or when the recorder attached). It includes anything that changed
+  the weights in between (a weight constraint applied after ``step``, say), so the updates
+  always add up to the difference of the snapshots.
 
 Limits
 ------
@@ -47,7 +52,7 @@ import torch
 
 from ..errors import InputDataError, WeightstatsWarning
 from ._common import Events, is_writer_rank, jsonable, select_parameters, to_host
-from ._group import Group, finish
+from ._group import Group, finish, use_step_thread
 from ._io import JobThread
 from .latent import LatentRecorder
 from .store import STORE_DTYPES, RunStore
@@ -82,7 +87,7 @@ class WeightRecorder:
         The model whose parameters are recorded (held by weak reference).
     optimizer : torch.optim.Optimizer
         The optimizer whose ``step`` defines a training step; the recorder attaches to its
-        ``register_step_pre_hook`` / ``register_step_post_hook``.
+        ``register_step_post_hook``.
     every : int
         Write a full snapshot at step 0 (the initialisation, taken when the recorder is made)
         and after every `every`-th optimizer step.
@@ -101,20 +106,22 @@ class WeightRecorder:
         trajectory shard.
     moments : bool
         Compute the moments (mean, var, skewness, kurtosis) of each tensor's whole update at
-        every step. Needs three more copies of the selected parameters on their device; with
-        ``moments=False`` only the sampled coordinates are kept. The recorder always holds
-        one copy of the selected parameters to take exact differences (three with
-        `step_thread` on the CPU: a ring that lets training run ahead of the thread).
+        every step. The recorder holds a block of ``rows + 1`` copies of the selected
+        parameters on their device (``rows``, at most 8, is fewer for large models: see
+        :func:`~weightstats.capture._group.block_rows`), twice that with moments and twice
+        again with the step thread; with ``moments=False`` only the sampled coordinates
+        are kept.
     seed : int
         Seed of the recorder's own :class:`torch.Generator` (coordinate sampling).
     start_step : int, optional
         Step number of the current weights: 0 for a new store, and by default the last
         recorded step when continuing a store opened with ``mode="a"``.
-    step_thread : bool
-        Run the per-step gather and moment kernels of CPU parameters on a separate thread,
-        overlapping the next training step (bitwise the same records; two more copies of the
-        parameters for the ring of slots). Off by default: on the 2-core machine this was
-        measured on, the thread's wake-ups cost as much as it saved (see docs/capture.md).
+    step_thread : bool, optional
+        Run the block reductions of CPU parameters on a thread of their own, overlapping the
+        next training steps (bitwise the same records; a second block of buffers). By
+        default (None) on when torch's intra-op threads leave a CPU core free
+        (``torch.get_num_threads()`` below the cores this process may use), off otherwise:
+        on a busy core the thread only competes with training.
 
     Examples
     --------
@@ -136,7 +143,7 @@ class WeightRecorder:
         moments: bool = True,
         seed: int = 0,
         start_step: int | None = None,
-        step_thread: bool = False,
+        step_thread: bool | None = None,
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise InputDataError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
@@ -144,8 +151,11 @@ class WeightRecorder:
             raise InputDataError(
                 f"`optimizer` must be a torch.optim.Optimizer; got {type(optimizer).__name__}."
             )
-        if not isinstance(step_thread, bool):
-            raise InputDataError(f"`step_thread` must be True or False; got {step_thread!r}.")
+        if step_thread is not None and not isinstance(step_thread, bool):
+            raise InputDataError(
+                f"`step_thread` must be True, False or None; got {step_thread!r}.")
+        if step_thread is None:
+            step_thread = use_step_thread()
         for name, value in (("every", every), ("coords", coords), ("flush_every", flush_every)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise InputDataError(f"`{name}` must be a positive integer; got {value!r}.")
@@ -220,7 +230,6 @@ class WeightRecorder:
 
         self.store.set_recorder("weights", self._settings(model, optimizer, include))
         self._snapshot()  # the initialisation (or the resumed weights)
-        self._handles.append(optimizer.register_step_pre_hook(self._pre_step))
         self._handles.append(optimizer.register_step_post_hook(self._post_step))
         _OPEN_RECORDERS.add(self)
 
@@ -256,11 +265,6 @@ class WeightRecorder:
         }
 
     # -------------------------------------------------------------- hooks
-    def _pre_step(self, optimizer, args, kwargs) -> None:
-        with torch.no_grad():
-            for g in self._groups:
-                g.pre()
-
     def _post_step(self, optimizer, args, kwargs) -> None:
         row = self._row
         with torch.no_grad():
@@ -294,6 +298,8 @@ class WeightRecorder:
         n = self._row
         if n == 0:
             return
+        for g in self._groups:
+            g.drain()
         self._worker.wait()
         parts, events, nbytes = [], [], 0
         with torch.no_grad():

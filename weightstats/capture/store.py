@@ -38,7 +38,7 @@ from safetensors import safe_open
 
 from ..errors import InputDataError, RunStoreError
 from . import _io
-from ._io import INDEX_COLUMNS, update_rows
+from ._io import INDEX_COLUMNS, columns, update_rows
 from ._writer import StoreWriterMixin, seq_of
 
 __all__ = ["ON_LIMIT", "STORE_DTYPES", "RunStore", "Trajectories"]
@@ -136,7 +136,7 @@ class RunStore(StoreWriterMixin):
         self._writer = None
         self._closed = False
         self._part_cache: dict[str, pd.DataFrame] = {}
-        self._shard_rows_cache: dict[str, list[dict]] = {}
+        self._shard_rows_cache: dict[str, pd.DataFrame] = {}
         self._frame_cache: tuple[tuple, pd.DataFrame] | None = None
         self.dtype = manifest.get("store", {}).get("dtype", "float32")
         if mode != "r":
@@ -345,14 +345,11 @@ class RunStore(StoreWriterMixin):
         for p in parts:
             covered.update(p["shard"].unique())
         present = set(shards)
-        orphans = []
         for rel in shards:
             if rel not in covered:
                 if rel not in self._shard_rows_cache:
                     self._shard_rows_cache[rel] = self._rows_from_shard(rel)
-                orphans.extend(self._shard_rows_cache[rel])
-        if orphans:
-            parts.append(pd.DataFrame(orphans))
+                parts.append(self._shard_rows_cache[rel])
         if not parts:
             df = pd.DataFrame({c: [] for c in INDEX_COLUMNS})
         else:
@@ -377,25 +374,30 @@ class RunStore(StoreWriterMixin):
         self._frame_cache = (signature, df)
         return df.copy()
 
-    def _rows_from_shard(self, rel: str) -> list[dict]:
+    def _rows_from_shard(self, rel: str) -> pd.DataFrame:
+        """The index rows of one shard, rebuilt from its own metadata and moments."""
         path = os.path.join(self.path, rel)
+        empty = pd.DataFrame({c: [] for c in INDEX_COLUMNS})
         try:
             with safe_open(path, framework="pt") as fh:
                 meta = fh.metadata() or {}
                 if meta.get("kind") != "update":
-                    return json.loads(meta.get("rows", "[]"))
+                    rows = json.loads(meta.get("rows", "[]"))
+                    return pd.DataFrame(columns(rows)) if rows else empty
                 shapes = json.loads(meta.get("shapes", "{}"))
                 steps = fh.get_tensor("steps").numpy()
                 seq = seq_of(os.path.basename(rel))
-                rows = []
+                frames = []
                 for name, (_, numel) in shapes.items():
                     key = f"{name}::moments"
                     if key in fh.keys():
-                        rows.extend(update_rows(name, steps, fh.get_tensor(key).numpy(),
-                                                 numel, rel, seq))
-                return rows
+                        batch = update_rows(name, steps, fh.get_tensor(key).numpy(), numel,
+                                            rel, seq)
+                        batch["epoch"] = [None] * len(steps)
+                        frames.append(pd.DataFrame(batch))
+                return pd.concat(frames, ignore_index=True) if frames else empty
         except FileNotFoundError:
-            return []
+            return empty
         except Exception as exc:
             raise RunStoreError(f"shard {rel!r} of {self.path!r} is unreadable: {exc}") from None
 
