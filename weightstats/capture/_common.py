@@ -41,7 +41,8 @@ def to_host(x: torch.Tensor, dtype: torch.dtype | None = None) -> tuple[torch.Te
 
 
 class Events:
-    """The CUDA events of one write; the writer thread waits on all of them (none on CPU)."""
+    """What one write waits for, on the writer thread: CUDA events (``synchronize()``) and
+    torch futures of reductions still running on the inter-op pool (``wait()``)."""
 
     __slots__ = ("events",)
 
@@ -50,7 +51,10 @@ class Events:
 
     def synchronize(self) -> None:
         for ev in self.events:
-            ev.synchronize()
+            if hasattr(ev, "synchronize"):
+                ev.synchronize()
+            else:
+                ev.wait()
 
 
 def select_parameters(

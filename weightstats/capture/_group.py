@@ -44,16 +44,21 @@ import weakref
 import torch
 
 from ._io import JobThread
-from ._kernels import block_kernel
+from . import _kernels
 
 __all__ = ["BLOCK_BYTES", "MAX_BLOCK_ROWS", "SMALL_FLOATS", "Group", "block_rows", "finish",
            "use_step_thread"]
 
 SMALL_FLOATS = (torch.float16, torch.bfloat16)
 
-#: most steps reduced together (more rows save little once the call overhead is amortised,
-#: and a block larger than the CPU's caches costs more memory traffic than it saves)
-MAX_BLOCK_ROWS = 8
+#: most steps reduced together: each reduction has a fixed cost (a launch, some 40 torch calls
+#: and a wake-up of the thread that runs it). Digits MLP, reduction on a second core, 1000
+#: steps, 7 interleaved repeats: training ran 1.19x slower with 1 row per block, 1.12x with
+#: 4, 1.11x with 10 and 1.08x with 20 (bench/capture_overhead.py's kernels line)
+MAX_BLOCK_ROWS = 25
+
+#: bytes of snapshot buffers a group keeps for reuse
+SNAP_POOL_BYTES = 128 << 20
 
 #: bytes one block may take (planes x (rows + 1) x N values); large models get one row
 BLOCK_BYTES = 32 << 20
@@ -108,7 +113,11 @@ class Group:
             offsets.append(offsets[-1] + n)
         self.offsets = offsets
         spans = list(zip(offsets, self.numels))
-        self.kernel = block_kernel()
+        self.kernel = _kernels.block_kernel()
+        # threaded: a scripted launcher that forks the kernel onto torch's inter-op pool (no
+        # GIL needed there), else the worker's Python thread
+        self.launch = _kernels.fork_kernel() if self.threaded else None
+        self.futures: list = [None] * len(self.blocks)
         # per block, per row: the parameters' shapes in plane 0 (the per-step kernel's target)
         self.row_views = [[[blk[0, r, o:o + n].view(sh) for (o, n), sh in zip(spans, self.shapes)]
                            for r in range(self.rows + 1)] for blk in self.blocks]
@@ -122,6 +131,8 @@ class Group:
         self.coord_counts = [c.numel() for c in self.coords]
         self.coords_all = torch.cat([c + o for c, o in zip(self.coords, offsets)]).to(self.device)
         self.spare: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        # flat snapshot buffers given back, with their views
+        self.snap_pool: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
         self.new_buffers()
         self._start_block()
 
@@ -165,13 +176,26 @@ class Group:
         if self.j:
             self._submit_block()
 
+    def wait(self) -> None:
+        """Block until every reduction started has finished; re-raise its error."""
+        for b, fut in enumerate(self.futures):
+            if fut is not None:
+                self.futures[b] = None
+                fut.wait()
+
     def _start_block(self) -> None:
         """Wait until block `b` is free, then copy the current weights into its row 0."""
-        free = self.free[self.b]
-        if not free.is_set():  # the worker is a whole block behind
-            free.wait()
-            self.worker._raise_pending()
-        free.clear()
+        if self.launch is not None:
+            fut = self.futures[self.b]
+            if fut is not None:  # the forked reduction of this block
+                self.futures[self.b] = None
+                fut.wait()
+        else:
+            free = self.free[self.b]
+            if not free.is_set():  # the worker thread is a whole block behind
+                free.wait()
+                self.worker._raise_pending()
+            free.clear()
         ps = self.params()
         if ps is not None:
             with torch.no_grad():
@@ -181,7 +205,13 @@ class Group:
         b, j, r0, upd, mom = self.b, self.j, self.r0, self.upd, self.mom
         self.j = 0
         self.b = (b + 1) % len(self.blocks)
-        if not self.threaded:
+        if self.launch is not None:
+            with torch.no_grad():
+                self.futures[b] = self.launch(self.blocks[b], j, self.coords_all,
+                                              upd[r0:r0 + j],
+                                              None if mom is None else mom[r0:r0 + j],
+                                              self.offsets, self.numels)
+        elif not self.threaded:
             try:
                 with torch.no_grad():
                     self._reduce(b, j, r0, upd, mom)
@@ -216,13 +246,37 @@ class Group:
         self.new_buffers()
         return upd, mom
 
-    def snapshot_flat(self, dtype: torch.dtype) -> torch.Tensor | None:
-        """The current parameters concatenated into one new flat tensor of `dtype`."""
+    def snapshot_flat(self, dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+        """The current parameters concatenated into one flat tensor of `dtype`, and its views
+        with the parameters' shapes: a buffer from the pool (see :meth:`give_back_snapshot`)
+        when one is free, else a new one."""
         ps = self.params()
         if ps is None:
             return None
-        return torch.cat([p.detach().reshape(-1) for p in ps]).to(dtype)
+        while self.snap_pool:
+            flat, views = self.snap_pool.pop()
+            if flat.dtype == dtype:
+                break
+        else:
+            flat = torch.cat([p.detach().reshape(-1) for p in ps]).to(dtype)
+            return flat, self.views_of(flat)
+        if dtype == ps[0].dtype:
+            torch.cat([p.detach().reshape(-1) for p in ps], out=flat)
+        else:
+            torch._foreach_copy_(views, [p.detach() for p in ps])
+        return flat, views
 
+    def views_of(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Views of a flat snapshot with the parameters' shapes."""
+        return [v.view(sh) for v, sh in zip(torch.split(flat, self.numels), self.shapes)]
+
+    def give_back_snapshot(self, flat: torch.Tensor, views: list[torch.Tensor]) -> None:
+        """Return a CPU snapshot buffer once written (any thread), to be reused: a fresh 340 KB
+        buffer cost some 85 page faults on the training thread, about 50-80 us, more than the
+        copy itself (digits MLP, 2-core machine)."""
+        if (self.device.type == "cpu" and flat.device.type == "cpu"
+                and len(self.snap_pool) * flat.numel() * flat.element_size() < SNAP_POOL_BYTES):
+            self.snap_pool.append((flat, views))
 
 def finish(upd: torch.Tensor, mom: torch.Tensor | None, numels: list[int]
            ) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -25,6 +25,7 @@ import torch
 from ..errors import InputDataError, RunStoreError, WeightstatsWarning
 from . import _io
 from ._io import TMP_MARKER, JobThread, update_rows
+from ._kernels import moments_kernel
 
 __all__ = ["StoreWriterMixin"]
 
@@ -60,6 +61,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _as_float(t: torch.Tensor) -> torch.Tensor:
+    """`t` as float32 or float64 (integer and half types converted), for the moments kernel."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32)
+
+
 def seq_of(name: str) -> int:
     """The write sequence number a store file name starts with (-1 if none)."""
     head = name[:_SEQ_PREFIX_LEN]
@@ -91,6 +97,7 @@ class StoreWriterMixin:
         self._stopped: set[str] = set()
         self._writer = JobThread(threaded=background, name="weightstats-run-store-writer",
                                  max_pending=8)
+        self._moments = moments_kernel()
 
     # ------------------------------------------------------------------ writer internals
     def _lock(self) -> None:
@@ -141,8 +148,9 @@ class StoreWriterMixin:
                     continue
                 size = entry.stat().st_size
                 self._payload += size
-                if sub == "snapshots":
-                    step = int(entry.name.split("step")[1].split(".")[0])
+                if sub == "snapshots":  # <seq>-step<step> or <seq>-steps<first>-<last>
+                    step = int(entry.name.split("-step")[1].lstrip("s").split("-")[0]
+                               .split(".")[0])
                     self._snapshots.append((step, entry.path, size))
 
     def _next_seq(self) -> int:
@@ -226,6 +234,13 @@ class StoreWriterMixin:
         _io.atomic_save_tensors(path, tensors, metadata, fsync=self._fsync)
         self._pending_rows.extend(batches)
 
+    def _moment_rows(self, xs: list[torch.Tensor]) -> list[dict]:
+        """Index statistics of CPU tensors (float64, two-pass; see _kernels.moments_of)."""
+        fin = _io.finish_moments(self._moments([_as_float(t) for t in xs]).numpy(),
+                                 np.array([max(1, t.numel()) for t in xs]))
+        return [{"numel": t.numel(), "mean": float(f[0]), "var": float(f[1]),
+                 "skewness": float(f[2]), "kurtosis": float(f[3])} for t, f in zip(xs, fin)]
+
     def _flush_index(self, *, force: bool = True) -> None:
         """Writer-thread part: write the pending rows as one Parquet part.
 
@@ -248,19 +263,21 @@ class StoreWriterMixin:
 
     # ------------------------------------------------------------------ writer API
     def write_snapshot(self, step: int, tensors: Mapping[str, torch.Tensor], *,
-                       ready: Any = None) -> bool:
+                       ready: Any = None, done: Callable[[], None] | None = None) -> bool:
         """Queue a full snapshot of `tensors` (CPU tensors the caller will not modify).
 
         `ready` is an optional object with ``synchronize()`` (a CUDA event) that the writer
-        thread waits on before reading the tensors. Returns False when the store's bounds
-        made it skip this snapshot.
+        thread waits on before reading the tensors. `done`, when given, is called once the
+        tensors are no longer needed (on the writer thread, or at once when nothing is
+        written). Returns False when the store's bounds made it skip this snapshot.
         """
         self._require_writer()
         nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
         call, self._snap_calls = self._snap_calls, self._snap_calls + 1
-        if call % self._stride:  # thinned: every `stride`-th call is kept
-            return False
-        if not self._handle_limit("snapshot", nbytes) or call % self._stride:
+        if call % self._stride or not self._handle_limit("snapshot", nbytes) or (
+                call % self._stride):  # thinned (every `stride`-th call is kept) or bounded
+            if done is not None:
+                done()
             return False
         seq = self._next_seq()
         rel = os.path.join("snapshots", f"{seq:08d}-step{int(step):010d}.safetensors")
@@ -270,15 +287,85 @@ class StoreWriterMixin:
         tensors = dict(tensors)
 
         def job() -> None:
+            try:
+                if ready is not None:
+                    ready.synchronize()
+                rows = [
+                    {"step": int(step), "epoch": None, "tensor": name, "kind": "snapshot",
+                     "shard": rel, "seq": seq, **mom}
+                    for name, mom in zip(tensors, self._moment_rows(list(tensors.values())))
+                ]
+                meta = {"kind": "snapshot", "step": str(int(step)), "rows": json.dumps(rows)}
+                self._finish_shard(path, tensors, meta, [_io.columns(rows)])
+            finally:
+                if done is not None:
+                    done()
+
+        self._submit(job)
+        return True
+
+    def write_snapshots(self, steps: list[int], snapshots: list[Mapping[str, torch.Tensor]],
+                        *, ready: Any = None, done: Callable[[], None] | None = None) -> bool:
+        """Queue several full snapshots (same tensor names, shapes and dtypes) as one shard.
+
+        One file instead of one per snapshot: below about one snapshot per millisecond of
+        training the number of files, not the bytes, set the writer's cost (each file is an
+        open, a write and a rename, and each hands the GIL back and forth with the training
+        thread). The shard holds, per tensor, the snapshots stacked along a new first
+        dimension, and ``steps``. A store with bounds (``max_snapshots``, ``max_bytes``)
+        writes one file per snapshot instead, so that thinning can delete single snapshots.
+        `ready` and `done` as for :meth:`write_snapshot` (`done` is called once, after the
+        last snapshot). Returns False when nothing was written.
+        """
+        self._require_writer()
+        steps = [int(s) for s in steps]
+        if not steps:
+            if done is not None:
+                done()
+            return False
+        if len(steps) == 1 or self.max_snapshots is not None or self.max_bytes is not None:
+            written = [self.write_snapshot(s, t, ready=ready) for s, t in zip(steps, snapshots)]
+            if done is not None:  # after those writes, in queue order
+                self._submit(done)
+            return any(written)
+        names = list(snapshots[0])
+        if any(list(t) != names for t in snapshots):
+            raise InputDataError("all snapshots of one write_snapshots call need the same tensors.")
+        each = sum(t.numel() * t.element_size() for t in snapshots[0].values())
+        self._snap_calls += len(steps)
+        if not self._handle_limit("snapshot", each * len(steps)):
+            if done is not None:
+                done()
+            return False
+        seq = self._next_seq()
+        rel = os.path.join("snapshots",
+                           f"{seq:08d}-steps{steps[0]:010d}-{steps[-1]:010d}.safetensors")
+        path = os.path.join(self.path, rel)
+        self._snapshots.extend((s, path, each) for s in steps)
+        self._payload += each * len(steps)
+        snapshots = [dict(t) for t in snapshots]
+
+        def job() -> None:
+            try:
+                write()
+            finally:
+                if done is not None:
+                    done()
+
+        def write() -> None:
             if ready is not None:
                 ready.synchronize()
-            rows = [
-                {"step": int(step), "epoch": None, "tensor": name, "kind": "snapshot",
-                 "shard": rel, "seq": seq, **mom}
-                for name, mom in zip(tensors, _io.moment_rows_many(list(tensors.values())))
-            ]
-            meta = {"kind": "snapshot", "step": str(int(step)), "rows": json.dumps(rows)}
-            self._finish_shard(path, tensors, meta, [_io.columns(rows)])
+            tensors: dict[str, Any] = {"steps": torch.tensor(steps, dtype=torch.int64)}
+            for name in names:  # stacked on disk, written piece by piece: no copy
+                tensors[name] = [t[name] for t in snapshots]
+            numels = [snapshots[0][n].numel() for n in names]
+            raw = self._moments([_as_float(t[n]) for t in snapshots for n in names]).numpy()
+            fin = _io.finish_moments(raw.reshape(len(steps), len(names), 4),
+                                     np.maximum(numels, 1))  # (steps, tensors, 4)
+            tensors["::moments"] = torch.from_numpy(np.ascontiguousarray(fin))
+            meta = {"kind": "snapshots", "names": json.dumps(names)}
+            batch = _io.snapshot_rows(np.asarray(steps), names, numels, fin, rel, seq)
+            self._finish_shard(path, tensors, meta, [batch])
 
         self._submit(job)
         return True

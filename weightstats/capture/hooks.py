@@ -229,7 +229,14 @@ class WeightRecorder:
         self._steps = np.empty(self.flush_every, dtype=np.int64)
 
         self.store.set_recorder("weights", self._settings(model, optimizer, include))
-        self._snapshot()  # the initialisation (or the resumed weights)
+        # snapshots taken between two flushes are written together, as one shard (one file
+        # per snapshot costs more than the bytes when snapshots are frequent); not when the
+        # store has bounds, whose thinning deletes single snapshots
+        self._group_snapshots = (self.every < self.flush_every and self.store.max_snapshots is None
+                                 and self.store.max_bytes is None)
+        self._pending: list[tuple[int, dict, list, list]] = []
+        self._pending_bytes = 0
+        self._snapshot(now=True)  # the initialisation (or the resumed weights)
         self._handles.append(optimizer.register_step_post_hook(self._post_step))
         _OPEN_RECORDERS.add(self)
 
@@ -273,26 +280,51 @@ class WeightRecorder:
         self.step += 1
         self._steps[row] = self.step
         self._row = row + 1
-        if self._row == self.flush_every:
+        flushed = self._row == self.flush_every
+        if flushed:
             self._flush_trajectories()
         if self.step % self.every == 0:
             self._snapshot()
+        if flushed:
+            self._write_snapshots()
 
-    def _snapshot(self) -> None:
-        tensors, events = {}, []
+    def _snapshot(self, *, now: bool = False) -> None:
+        """Take a snapshot of the current weights; write it at once (`now`, or when
+        snapshots are rarer than flushes) or keep it for the next flush's shard."""
+        tensors, events, buffers = {}, [], []
         with torch.no_grad():
             for g in self._groups:
-                flat = g.snapshot_flat(self._store_dtype)
-                if flat is None:
+                taken = g.snapshot_flat(self._store_dtype)
+                if taken is None:
                     continue
-                flat, ev = to_host(flat) if flat.is_cuda else (flat, None)
-                if ev is not None:
+                flat, views = taken
+                if flat.is_cuda:
+                    flat, ev = to_host(flat)
                     events.append(ev)
-                for name, view, shape in zip(g.names, torch.split(flat, g.numels), g.shapes):
-                    tensors[name] = view.view(shape)
-        if tensors:
-            tensors = {n: tensors[n] for n in self._order if n in tensors}
-            self.store.write_snapshot(self.step, tensors, ready=Events(events))
+                    views = g.views_of(flat)
+                buffers.append((g, flat, views))
+                tensors.update(zip(g.names, views))
+        if not tensors:
+            return
+        tensors = {n: tensors[n] for n in self._order if n in tensors}
+        if now or not self._group_snapshots:
+            self.store.write_snapshot(self.step, tensors, ready=Events(events),
+                                      done=_giver(buffers))
+            return
+        self._pending.append((self.step, tensors, events, buffers))
+        self._pending_bytes += sum(t.numel() * t.element_size() for t in tensors.values())
+        if self._pending_bytes >= SNAPSHOT_GROUP_BYTES:
+            self._write_snapshots()
+
+    def _write_snapshots(self) -> None:
+        """Hand the snapshots kept since the last flush to the store as one shard."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        steps = [p[0] for p in pending]
+        events = [ev for p in pending for ev in p[2]]
+        self.store.write_snapshots(steps, [p[1] for p in pending], ready=Events(events),
+                                   done=_giver([b for p in pending for b in p[3]]))
 
     def _flush_trajectories(self) -> None:
         n = self._row
@@ -301,6 +333,9 @@ class WeightRecorder:
         for g in self._groups:
             g.drain()
         self._worker.wait()
+        # reductions still running on torch's inter-op pool: the writer thread waits for them
+        # before it reads the buffers (waiting here stalled training for a whole block)
+        running = [fut for g in self._groups for fut in g.futures if fut is not None]
         parts, events, nbytes = [], [], 0
         with torch.no_grad():
             for g in self._groups:
@@ -333,7 +368,8 @@ class WeightRecorder:
                                   g.shapes[k], g.numels[k])
             return {name: data[name] for name in order}
 
-        self.store.write_trajectories(steps, build, ready=Events(events), nbytes=nbytes)
+        self.store.write_trajectories(steps, build, ready=Events(events + running),
+                                      nbytes=nbytes)
 
     # -------------------------------------------------------------- lifetime
     @property
@@ -342,10 +378,11 @@ class WeightRecorder:
         return tuple(self._handles)
 
     def flush(self) -> None:
-        """Write buffered updates now and wait until everything queued is on disk."""
+        """Write buffered updates and snapshots now and wait until everything is on disk."""
         if self._closed:
             return
         self._flush_trajectories()
+        self._write_snapshots()
         self.store.flush()
 
     def close(self) -> None:
@@ -359,6 +396,7 @@ class WeightRecorder:
         try:
             try:
                 self._flush_trajectories()
+                self._write_snapshots()
             finally:
                 self._worker.close()
             if self._own_store:
@@ -391,6 +429,17 @@ class WeightRecorder:
 #: recorders not closed yet; closed at interpreter exit (before their stores, atexit is LIFO)
 #: so that updates still buffered in memory reach the disk
 _OPEN_RECORDERS: weakref.WeakSet = weakref.WeakSet()
+
+#: bytes of snapshots kept in memory, at most, before they are written as one shard
+SNAPSHOT_GROUP_BYTES = 64 << 20
+
+
+def _giver(buffers: list) -> Callable[[], None]:
+    """A callback that returns snapshot buffers to their groups' pools once written."""
+    def give_back() -> None:
+        for group, flat, views in buffers:
+            group.give_back_snapshot(flat, views)
+    return give_back
 
 
 @atexit.register

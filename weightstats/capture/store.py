@@ -5,7 +5,8 @@ Layout of a run directory::
     run/
     ├── manifest.json            model, optimizer, seed, versions, recorder and store settings
     ├── writer.lock              PID of the process appending (absent when closed cleanly)
-    ├── snapshots/               <seq>-step<step>.safetensors      one file per full snapshot
+    ├── snapshots/               <seq>-step<step>.safetensors      one full snapshot, or
+    │                            <seq>-steps<first>-<last>.safetensors  several, stacked
     ├── trajectories/            <seq>-steps<first>-<last>.safetensors  one file per flush
     ├── latents/                 <seq>-epoch<epoch>.safetensors    one file per recorded epoch
     └── index/                   <seq>.parquet                      index rows, one part per flush
@@ -38,7 +39,7 @@ from safetensors import safe_open
 
 from ..errors import InputDataError, RunStoreError
 from . import _io
-from ._io import INDEX_COLUMNS, columns, update_rows
+from ._io import INDEX_COLUMNS, columns, snapshot_rows, update_rows
 from ._writer import StoreWriterMixin, seq_of
 
 __all__ = ["ON_LIMIT", "STORE_DTYPES", "RunStore", "Trajectories"]
@@ -381,6 +382,15 @@ class RunStore(StoreWriterMixin):
         try:
             with safe_open(path, framework="pt") as fh:
                 meta = fh.metadata() or {}
+                if meta.get("kind") == "snapshots":
+                    names = json.loads(meta["names"])
+                    batch = snapshot_rows(fh.get_tensor("steps").numpy(), names,
+                                          [int(np.prod(fh.get_slice(n).get_shape()[1:]))
+                                           for n in names],
+                                          fh.get_tensor("::moments").numpy(), rel,
+                                          seq_of(os.path.basename(rel)))
+                    batch["epoch"] = [None] * len(batch["step"])
+                    return pd.DataFrame(batch)
                 if meta.get("kind") != "update":
                     rows = json.loads(meta.get("rows", "[]"))
                     return pd.DataFrame(columns(rows)) if rows else empty
@@ -424,7 +434,11 @@ class RunStore(StoreWriterMixin):
         path = self._snapshot_shard(int(step))
         try:
             with safe_open(path, framework="pt") as fh:
-                rows = json.loads((fh.metadata() or {}).get("rows", "[]"))
+                meta = fh.metadata() or {}
+                if meta.get("kind") == "snapshots":  # several steps stacked in one shard
+                    g = self._position(fh, int(step))
+                    return {n: fh.get_slice(n)[g] for n in json.loads(meta["names"])}
+                rows = json.loads(meta.get("rows", "[]"))
                 names = [r["tensor"] for r in rows] or list(fh.keys())
                 return {n: fh.get_tensor(n) for n in names}
         except FileNotFoundError:
@@ -432,15 +446,26 @@ class RunStore(StoreWriterMixin):
                 f"snapshot at step {step} was removed (thinned) after the index was read."
             ) from None
 
+    @staticmethod
+    def _position(fh, step: int) -> int:
+        """Index of `step` along the first dimension of a shard of stacked snapshots."""
+        hits = np.flatnonzero(fh.get_tensor("steps").numpy() == step)
+        return int(hits[-1])
+
     def tensor(self, name: str, step: int) -> torch.Tensor:
         """One tensor of the snapshot at `step` (reads only that tensor)."""
         path = self._snapshot_shard(int(step))
         with safe_open(path, framework="pt") as fh:
-            if name not in fh.keys():
+            meta = fh.metadata() or {}
+            stacked = meta.get("kind") == "snapshots"
+            names = json.loads(meta["names"]) if stacked else list(fh.keys())
+            if name not in names:
                 raise InputDataError(
                     f"`name`={name!r} is not in the snapshot at step {step}; tensors: "
-                    f"{sorted(fh.keys())}."
+                    f"{sorted(names)}."
                 )
+            if stacked:
+                return fh.get_slice(name)[self._position(fh, int(step))]
             return fh.get_tensor(name)
 
     def tensor_names(self) -> list[str]:
