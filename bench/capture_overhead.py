@@ -2,24 +2,25 @@
 
 Trains a small MLP classifier and a small VAE on scikit-learn's ``digits`` (no download) with and
 without a :class:`WeightRecorder` at ``every`` = 1, 10 and 100 (for the VAE also a
-:class:`LatentRecorder` on the whole digits set once per epoch). Runs are interleaved and
+:class:`LatentRecorder` on a fixed evaluation batch of 256 digits once per 28-step epoch;
+``100+all``: every=100 with the latents of all 1,797 digits instead). Runs are interleaved and
 repeated in a shuffled order; the script prints the median wall time per configuration and its
-ratio to the median without a recorder. Every recorded run includes closing the recorder
-(all data flushed to disk). A second run without a recorder (``noise``) gives the ratio that
-noise alone produces; ``kernels`` hooks in only the recorder's per-step kernels (no files): the
-in-loop floor of recording every step. Besides wall time it prints the ratio of process CPU time (all threads),
-which other processes on a loaded machine disturb less; the recorder's threads make CPU time
-exceed wall time when a second core is free.
+ratio to the median without a recorder. Every recorded run includes creating and closing the
+recorders (all data flushed to disk); ``fixed_ms`` says how much of the run that took. A second
+run without a recorder (``noise``) gives the ratio that noise alone produces; ``kernels`` hooks
+in only the recorder's per-step work (the copy into the block and the block reductions, no
+files): the in-loop floor of recording every step. Besides wall time it prints the ratio of
+process CPU time (all threads), which other processes on a loaded machine disturb less; the
+recorder's threads make CPU time exceed wall time when a second core is free.
 
-``--floor`` also times, alone, the least per-step work a recorder of these data must do, with
-the same kernels the recorder uses: two flat passes on the training thread (copy of w_{t-1},
-in-place subtraction of w_t), then, per step, the block reduction's share (the sampled-coordinate
-gather and the moment kernels, run once per block of steps), and, for a snapshot, one concatenation plus writing the file
-(encoding, moments of each tensor, open/write/rename), each as a fraction of a training step.
+``--floor`` also times, alone in a hot cache, the per-step work with the kernels the recorder
+uses: the copy of the weights on the training thread, the block reduction's share per step
+(differences, sampled-coordinate gather, moments), and for a snapshot one concatenation plus
+writing one file, each as a fraction of a training step.
 
-    .venv/bin/python bench/capture_overhead.py [--repeats 7] [--steps 300] [--threads 1]
+    .venv/bin/python bench/capture_overhead.py [--repeats 7] [--steps 2000] [--threads 1]
                                                [--batch 64] [--no-moments] [--floor]
-                                               [--step-thread]
+                                               [--step-thread auto|on|off]
 
 Targets (issue 5): <= 1.05 with every=100, <= 1.25 with every=1 (a full snapshot every step).
 """
@@ -38,8 +39,12 @@ import torch
 from sklearn.datasets import load_digits
 
 from weightstats.capture.hooks import LatentRecorder, WeightRecorder
+from weightstats.capture.store import RunStore
 
 EVERY = (100, 10, 1)
+
+#: rows of the fixed evaluation batch whose latents the VAE runs record once per epoch
+EVAL_ROWS = 256
 
 try:
     from weightstats.capture._group import Group  # noqa: F401
@@ -93,9 +98,13 @@ def run(kind: str, every: int | str | None, steps: int, x, y, folder: Path, batc
         moments: bool = True, step_thread: bool | None = None) -> tuple[float, float, float]:
     """(wall seconds, process CPU seconds, seconds spent creating and closing the recorders)
     of one training run; ``every="noise"``: none; ``every="kernels"``: only the recorder's
-    per-step kernels, hooked in bare (no files)."""
+    per-step kernels, hooked in bare (no files); ``every="100+all"``: every=100 with the
+    latents of all 1,797 digits instead of a fixed batch of :data:`EVAL_ROWS`."""
     if every == "noise":
         every = None
+    eval_rows = EVAL_ROWS
+    if every == "100+all":
+        every, eval_rows = 100, x.shape[0]
     torch.manual_seed(0)
     model = MLP() if kind == "mlp" else VAE()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -110,7 +119,8 @@ def run(kind: str, every: int | str | None, steps: int, x, y, folder: Path, batc
                                    step_thread=step_thread))
         if kind == "vae":
             enc = Encoder(model)
-            recs.append(LatentRecorder(enc, data=(x, y), store=folder / "l"))
+            recs.append(LatentRecorder(enc, data=(x[:eval_rows], y[:eval_rows]),
+                                       store=folder / "l"))
     fixed = time.perf_counter() - t0
     for step in range(steps):
         i = (step % per_epoch) * batch
@@ -180,7 +190,6 @@ def floor(x, y, batch: int, folder: Path) -> None:
 
 
 def _floor_one(kind: str, x, y, batch: int, folder: Path) -> None:
-    from weightstats.capture import _io
     from weightstats.capture._group import Group
     from weightstats.capture._io import JobThread
 
@@ -209,32 +218,33 @@ def _floor_one(kind: str, x, y, batch: int, folder: Path) -> None:
     g = Group(named, moments=True, flush_every=100, worker=worker)
     rows = g.rows
     with torch.no_grad():
-        t_train = _median_us(lambda: (torch._foreach_copy_(g.row_views[0][0], ps),
-                                      torch._foreach_sub_(g.row_views[0][0], ps)))
-        t_gather = _median_us(lambda: torch.index_select(g.blocks[0][0], 1, g.coords_all,
+        t_train = _median_us(lambda: torch._foreach_copy_(g.row_views[0][1], ps))
+        t_gather = _median_us(lambda: torch.index_select(g.blocks[0][0, :rows], 1, g.coords_all,
                                                          out=g.upd[:rows])) / rows
-        t_mom = _median_us(lambda: g._reduce(0, rows, 0, g.upd, g.mom)) / rows - t_gather
+        # the whole reduction (differences, gather, moments), one block, divided per step
+        t_mom = _median_us(lambda: g._reduce(0, rows, 0, g.upd, g.mom), n=50) / rows - t_gather
         t_cat = _median_us(lambda: torch.cat([p.detach().reshape(-1) for p in ps]))
     snap = {str(i): p.detach().clone() for i, p in enumerate(ps)}
     folder.mkdir(parents=True, exist_ok=True)
     counter = iter(range(10**9))
-    t_file = _median_us(lambda: _io.atomic_save_tensors(
-        str(folder / f"{next(counter)}.safetensors"), snap,
-        {"rows": str(_io.moment_rows_many(list(snap.values())))}), n=100)
+    store = RunStore.create(folder / "run", background=False)
+    t_file = _median_us(lambda: store.write_snapshot(next(counter), snap), n=100)
+    store.close()
     n = sum(p.numel() for p in ps)
-    print(f"{kind}: {len(ps)} tensors, {n} weights, training step {t_step:.0f} us; "
-          f"floor per step (share of a step): training thread {t_train:.0f} us "
-          f"({t_train / t_step:.1%}); block of {rows} steps reduced at once, per step: gather "
-          f"{t_gather:.0f} us + moments "
-          f"{t_mom:.0f} us ({(t_gather + t_mom) / t_step:.1%}); snapshot: cat {t_cat:.0f} "
-          f"us ({t_cat / t_step:.1%}) + file {t_file:.0f} us on the writer thread "
-          f"({t_file / t_step:.1%})")
+    print(f"{kind}: {len(ps)} tensors, {n} weights, training step {t_step:.0f} us; per step "
+          f"(share of a step), alone in a hot cache: training thread copy {t_train:.0f} us "
+          f"({t_train / t_step:.1%}); reduction of a block of {rows} steps, per step: gather "
+          f"{t_gather:.0f} us + differences and moments {t_mom:.0f} us "
+          f"({(t_gather + t_mom) / t_step:.1%}, on torch's inter-op thread when a core is "
+          f"free); snapshot: cat {t_cat:.0f} us ({t_cat / t_step:.1%}) + one file "
+          f"{t_file:.0f} us on the writer thread ({t_file / t_step:.1%})")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=2000,
+                    help="training steps per run (2000: 72 epochs of digits at batch 64)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-moments", action="store_true",
@@ -251,7 +261,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             floor(x, y, args.batch, Path(tmp))
     extra = ("noise", "kernels") if _HAS_KERNELS else ("noise",)  # (older weightstats)
-    configs = [(kind, every) for kind in ("mlp", "vae") for every in (None, *extra, *EVERY)]
+    shown = {kind: (None, *extra, *EVERY, *(("100+all",) if kind == "vae" else ()))
+             for kind in ("mlp", "vae")}
+    configs = [(kind, every) for kind in ("mlp", "vae") for every in shown[kind]]
     times: dict[tuple, list[float]] = {c: [] for c in configs}
     cpus: dict[tuple, list[float]] = {c: [] for c in configs}
     fixed: dict[tuple, list[float]] = {c: [] for c in configs}
@@ -284,7 +296,7 @@ def main() -> None:
         base = statistics.median(times[(kind, None)])
         base_min = min(times[(kind, None)])
         base_cpu = statistics.median(cpus[(kind, None)])
-        for every in (None, *extra, *EVERY):
+        for every in shown[kind]:
             med = statistics.median(times[(kind, every)])
             label = "-" if every is None else str(every)
             print(f"{kind:6} {label:>7} {med:9.3f} {med / base:7.3f} "

@@ -43,8 +43,8 @@ import weakref
 
 import torch
 
-from ._io import JobThread
 from . import _kernels
+from ._io import JobThread
 
 __all__ = ["BLOCK_BYTES", "MAX_BLOCK_ROWS", "SMALL_FLOATS", "Group", "block_rows", "finish",
            "use_step_thread"]

@@ -20,6 +20,8 @@ This module does not use ``from __future__ import annotations``: TorchScript rea
 annotations.
 """
 
+# TorchScript reads these annotations: it needs typing.List / Optional, not list[...] / X | None
+# ruff: noqa: UP006, UP035, UP045
 import os
 import threading
 import warnings

@@ -443,12 +443,12 @@ class StoreWriterMixin:
         def job() -> None:
             rows = [
                 {"step": None if step is None else int(step), "epoch": int(epoch), "tensor": k,
-                 "kind": "latent", "shard": rel, "seq": seq, **_io.moment_rows(v)}
-                for k, v in tensors.items()
+                 "kind": "latent", "shard": rel, "seq": seq, **mom}
+                for k, mom in zip(tensors, self._moment_rows(list(tensors.values())))
             ]
             meta = {"kind": "latent", "epoch": str(int(epoch)), "rows": json.dumps(rows)}
             self._finish_shard(path, tensors, meta, [_io.columns(rows)])
-            self._flush_index()
+            self._flush_index(force=False)
 
         self._submit(job)
         return True

@@ -214,7 +214,13 @@ class LatentRecorder:
             for m in modules:
                 m.training = False
             with torch.no_grad(), torch.random.fork_rng(devices=cuda):
-                torch.manual_seed(self.seed + epoch)
+                # the generators of the devices in use only: torch.manual_seed also seeds
+                # every other backend, formatting a stack trace for each one not initialised
+                # (0.3 ms per call, a third of encoding all 1,797 digits with the bench's VAE)
+                torch.default_generator.manual_seed(self.seed + epoch)
+                for index in cuda:
+                    with torch.cuda.device(index):
+                        torch.cuda.manual_seed(self.seed + epoch)
                 for x, y in self._batches(devices[0] if devices else None):
                     if self._is_module:
                         self._capture = []
