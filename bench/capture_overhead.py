@@ -7,9 +7,11 @@ without a :class:`WeightRecorder` at ``every`` = 1, 10 and 100 (for the VAE also
 repeated in a shuffled order; the script prints the median wall time per configuration and its
 ratio to the median without a recorder. Every recorded run includes creating and closing the
 recorders (all data flushed to disk); ``fixed_ms`` says how much of the run that took. A second
-run without a recorder (``noise``) gives the ratio that noise alone produces; ``kernels`` hooks
-in only the recorder's per-step work (the copy into the block and the block reductions, no
-files): the in-loop floor of recording every step. Besides wall time it prints the ratio of
+run without a recorder (``noise``) gives the ratio that noise alone produces; ``copy`` hooks in
+one copy of the weights per step into a fixed buffer and nothing else (the least any recorder
+of exact per-step updates must do); ``kernels`` hooks in only the recorder's per-step work (the
+copy into the block and the block reductions, no files): the in-loop floor of recording every
+step. Besides wall time it prints the ratio of
 process CPU time (all threads), which other processes on a loaded machine disturb less; the
 recorder's threads make CPU time exceed wall time when a second core is free.
 
@@ -20,7 +22,7 @@ writing one file, each as a fraction of a training step.
 
     .venv/bin/python bench/capture_overhead.py [--repeats 7] [--steps 2000] [--threads 1]
                                                [--batch 64] [--no-moments] [--floor]
-                                               [--step-thread auto|on|off]
+                                               [--step-thread auto|on|off] [--dir .]
 
 Targets (issue 5): <= 1.05 with every=100, <= 1.25 with every=1 (a full snapshot every step).
 """
@@ -114,6 +116,8 @@ def run(kind: str, every: int | str | None, steps: int, x, y, folder: Path, batc
     recs = []
     if every == "kernels":
         recs.append(_BareKernels(model, opt, moments=moments, step_thread=step_thread))
+    elif every == "copy":
+        recs.append(_BareCopy(model, opt))
     elif every is not None:
         recs.append(WeightRecorder(model, opt, every=every, moments=moments, store=folder / "w",
                                    step_thread=step_thread))
@@ -171,6 +175,24 @@ class _BareKernels:
         for h in self.handles:
             h.remove()
         self.worker.close()
+
+
+class _BareCopy:
+    """One copy of the weights after each step into a fixed buffer, nothing else: the least
+    that any recorder of exact per-step updates must do (it needs w_{t-1} to take w_t - w_{t-1})."""
+
+    def __init__(self, model, opt) -> None:
+        self.params = list(model.parameters())
+        self.buffers = [torch.empty_like(p) for p in self.params]
+        self.handles = [opt.register_step_post_hook(self.post)]
+
+    def post(self, *args) -> None:
+        with torch.no_grad():
+            torch._foreach_copy_(self.buffers, self.params)
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
 
 
 def _median_us(f, n: int = 200) -> float:
@@ -252,15 +274,20 @@ def main() -> None:
     ap.add_argument("--step-thread", choices=("auto", "on", "off"), default="auto",
                     help="WeightRecorder(step_thread=...): block reductions on a thread "
                          "(auto: when torch leaves a core free)")
+    ap.add_argument("--dir", default=".",
+                    help="where the runs are written (a temporary folder inside it, removed at "
+                         "the end); default the current directory, where a user's runs would "
+                         "live: on the measurement VM /tmp created files 2-7x slower than "
+                         "other folders of the same disk")
     ap.add_argument("--floor", action="store_true",
                     help="also time the minimal per-step work alone")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     x, y = digits()
     if args.floor:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=args.dir, prefix=".capture-bench-") as tmp:
             floor(x, y, args.batch, Path(tmp))
-    extra = ("noise", "kernels") if _HAS_KERNELS else ("noise",)  # (older weightstats)
+    extra = ("noise", "copy", "kernels") if _HAS_KERNELS else ("noise", "copy")
     shown = {kind: (None, *extra, *EVERY, *(("100+all",) if kind == "vae" else ()))
              for kind in ("mlp", "vae")}
     configs = [(kind, every) for kind in ("mlp", "vae") for every in shown[kind]]
@@ -269,7 +296,7 @@ def main() -> None:
     fixed: dict[tuple, list[float]] = {c: [] for c in configs}
     step_thread = {"auto": None, "on": True, "off": False}[args.step_thread]
     order_rng = random.Random(0)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix=".capture-bench-") as tmp:
         for c in configs:  # warm-up (allocator, file cache)
             run(*c, steps=20, x=x, y=y, folder=Path(tmp) / "warm", batch=args.batch)
             shutil.rmtree(Path(tmp) / "warm", ignore_errors=True)
