@@ -175,6 +175,7 @@ class _BareKernels:
         for h in self.handles:
             h.remove()
         self.worker.close()
+        self.g.wait()
 
 
 class _BareCopy:

@@ -399,6 +399,8 @@ class WeightRecorder:
                 self._write_snapshots()
             finally:
                 self._worker.close()
+                for g in self._groups:  # no reduction left on torch's pool at exit
+                    g.wait()
             if self._own_store:
                 self.store.close()
             else:
