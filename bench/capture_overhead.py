@@ -175,7 +175,6 @@ class _BareKernels:
         for h in self.handles:
             h.remove()
         self.worker.close()
-        self.g.wait()
 
 
 class _BareCopy:
@@ -258,8 +257,7 @@ def _floor_one(kind: str, x, y, batch: int, folder: Path) -> None:
           f"(share of a step), alone in a hot cache: training thread copy {t_train:.0f} us "
           f"({t_train / t_step:.1%}); reduction of a block of {rows} steps, per step: gather "
           f"{t_gather:.0f} us + differences and moments {t_mom:.0f} us "
-          f"({(t_gather + t_mom) / t_step:.1%}, on torch's inter-op thread when a core is "
-          f"free); snapshot: cat {t_cat:.0f} us ({t_cat / t_step:.1%}) + one file "
+          f"({(t_gather + t_mom) / t_step:.1%}, on the step thread when a core is free); snapshot: cat {t_cat:.0f} us ({t_cat / t_step:.1%}) + one file "
           f"{t_file:.0f} us on the writer thread ({t_file / t_step:.1%})")
 
 

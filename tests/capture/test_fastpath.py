@@ -63,26 +63,19 @@ def test_moment_rows_many_matches_per_tensor_and_scipy(rng):
     assert np.isnan(many[1]["mean"]) and np.isnan(many[3]["skewness"])
 
 
-def _record(path, threaded: bool, *, forked: bool = True) -> RunStore:
+def _record(path, threaded: bool) -> RunStore:
     model = make_mlp(4, dropout=0.0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     x, y = data()
     with WeightRecorder(model, opt, every=3, coords=40, flush_every=5, store=path,
                         step_thread=threaded) as rec:
         assert rec._worker.threaded is threaded
-        # threaded: forked onto torch's inter-op pool where TorchScript works, else a thread
-        assert (rec._groups[0].launch is not None) is (threaded and forked)
         train(model, opt, x, y, 13)
     return RunStore.open(path)
 
 
-@pytest.mark.parametrize("forked", [True, False])
-def test_threaded_and_inline_worker_record_the_same_bits(tmp_path, monkeypatch, forked):
-    if not forked:  # the Python-thread path (a forked child, or no TorchScript)
-        monkeypatch.setattr(_kernels, "fork_kernel", lambda: None)
-    elif _kernels.fork_kernel() is None:
-        pytest.skip("TorchScript is not available with this torch")
-    a = _record(tmp_path / "threaded", True, forked=forked)
+def test_threaded_and_inline_worker_record_the_same_bits(tmp_path):
+    a = _record(tmp_path / "threaded", True)
     b = _record(tmp_path / "inline", False)
     assert a.manifest["recorders"]["weights"]["step_thread"] is True
     for name in a.tensor_names():
@@ -140,11 +133,9 @@ def test_worker_close_reraises_and_stops_the_thread():
 
 def test_ring_waits_when_worker_is_behind(tmp_path, monkeypatch):
     """More steps than both blocks hold queued behind a slow reduction: every step is still
-    recorded (the training thread waits for a block to be free). Python-thread path, as in a
-    forked child or without TorchScript."""
+    recorded (the training thread waits for a block to be free)."""
     gate = threading.Event()
     real = _group.Group._reduce
-    monkeypatch.setattr(_kernels, "fork_kernel", lambda: None)
 
     def slow(self, *args):
         gate.wait(5)
@@ -160,7 +151,7 @@ def test_ring_waits_when_worker_is_behind(tmp_path, monkeypatch):
     timer = threading.Timer(0.3, gate.set)
     timer.start()
     rows = rec._groups[0].rows
-    assert rows > 1 and len(rec._groups[0].blocks) == 2 and rec._groups[0].launch is None
+    assert rows > 1 and len(rec._groups[0].blocks) == 2
     for _ in range(2 * rows + 3):  # blocks in the post-hook until the gate opens
         train(model, opt, x, y, 1)
         states.append(model[0].weight.detach().clone())
@@ -172,9 +163,7 @@ def test_ring_waits_when_worker_is_behind(tmp_path, monkeypatch):
     np.testing.assert_array_equal(tr.updates, expected)
 
 
-def test_scripted_kernels_match_python_and_a_forked_child_uses_a_thread(monkeypatch, rng):
-    """The TorchScript versions compute what the Python functions compute; in a forked child
-    (no inter-op threads there) no reduction is sent to torch's pool."""
+def test_scripted_kernels_match_their_python_definitions(rng):
     block = torch.from_numpy(rng.normal(size=(2, 4, 30)).astype(np.float32))
     coords = torch.tensor([0, 7, 29])
     args = ([0, 10, 25], [10, 15, 5])
@@ -186,8 +175,9 @@ def test_scripted_kernels_match_python_and_a_forked_child_uses_a_thread(monkeypa
         outs.append((upd, mom))
     torch.testing.assert_close(outs[0][0], outs[1][0], rtol=0, atol=0)
     torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-6, atol=1e-7)
+    # the gathered updates are the exact differences of consecutive rows
+    expected = (block[0, :3] - block[0, 1:4])[:, coords]
+    torch.testing.assert_close(outs[0][0], expected, rtol=0, atol=0)
     pieces = [torch.from_numpy(rng.normal(size=n)) for n in (5, 0, 40)]
     torch.testing.assert_close(_kernels.moments_kernel()(pieces), _kernels.moments_of(pieces),
                                equal_nan=True)
-    monkeypatch.setattr(_kernels, "_IN_FORKED_CHILD", True)
-    assert _kernels.fork_kernel() is None

@@ -42,7 +42,7 @@ def to_host(x: torch.Tensor, dtype: torch.dtype | None = None) -> tuple[torch.Te
 
 class Events:
     """What one write waits for, on the writer thread: CUDA events (``synchronize()``) and
-    torch futures of reductions still running on the inter-op pool (``wait()``)."""
+    events of reductions still running on the step thread (``threading.Event.wait()``)."""
 
     __slots__ = ("events",)
 

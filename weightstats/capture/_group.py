@@ -26,9 +26,11 @@ reducing a block of `rows` steps at once divides by `rows`; see :func:`block_row
 digits MLP, some 9 % of its 0.65 ms training step at batch 64 on one thread, measured with
 ``bench/capture_overhead.py --floor``). That second part does not shrink with batching, so on
 the CPU the reduction runs by default on a thread of its own when the process leaves a core
-free (see :func:`use_step_thread`): torch kernels release the GIL, so it overlaps the next
-steps while the training thread fills a second block. The worker runs the same kernels on the
-same data, so results are bitwise the same threaded or inline. On CUDA the kernels are
+free (see :func:`use_step_thread`): the reduction is one TorchScript call
+(:mod:`~weightstats.capture._kernels`) that releases the GIL once, so it overlaps the next steps
+while the training thread fills a second block. The flush that follows a block does not wait
+for its reduction: the store's writer thread does. The worker runs the same kernel on the same
+data, so results are bitwise the same threaded or inline. On CUDA the kernels are
 asynchronous already, so they are always queued inline.
 
 Signs are fixed (negated) and the moments finished in float64 once per flush, by the store's
@@ -51,8 +53,8 @@ __all__ = ["BLOCK_BYTES", "MAX_BLOCK_ROWS", "SMALL_FLOATS", "Group", "block_rows
 
 SMALL_FLOATS = (torch.float16, torch.bfloat16)
 
-#: most steps reduced together: each reduction has a fixed cost (a launch, some 40 torch calls
-#: and a wake-up of the thread that runs it). Digits MLP, reduction on a second core, 1000
+#: most steps reduced together: each reduction has a fixed cost (some 40 torch calls and a
+#: wake-up of the thread that runs it). Digits MLP, reduction on a second core, 1000
 #: steps, 7 interleaved repeats: training ran 1.19x slower with 1 row per block, 1.12x with
 #: 4, 1.11x with 10 and 1.08x with 20 (bench/capture_overhead.py's kernels line)
 MAX_BLOCK_ROWS = 25
@@ -114,10 +116,8 @@ class Group:
         self.offsets = offsets
         spans = list(zip(offsets, self.numels))
         self.kernel = _kernels.block_kernel()
-        # threaded: a scripted launcher that forks the kernel onto torch's inter-op pool (no
-        # GIL needed there), else the worker's Python thread
-        self.launch = _kernels.fork_kernel() if self.threaded else None
-        self.futures: list = [None] * len(self.blocks)
+        # per block, an event set when the reduction last submitted for it has finished
+        self.done: list[threading.Event | None] = [None] * len(self.blocks)
         # per block, per row: the parameters' shapes in plane 0 (the per-step kernel's target)
         self.row_views = [[[blk[0, r, o:o + n].view(sh) for (o, n), sh in zip(spans, self.shapes)]
                            for r in range(self.rows + 1)] for blk in self.blocks]
@@ -176,26 +176,19 @@ class Group:
         if self.j:
             self._submit_block()
 
-    def wait(self) -> None:
-        """Block until every reduction started has finished; re-raise its error."""
-        for b, fut in enumerate(self.futures):
-            if fut is not None:
-                self.futures[b] = None
-                fut.wait()
+    def running(self) -> list[threading.Event]:
+        """Events of the reductions submitted and not finished yet (each is set once, when
+        its reduction ends, even on error): a flush's writer waits for these before it reads
+        the buffers, so the training thread does not."""
+        return [ev for ev in self.done if ev is not None and not ev.is_set()]
 
     def _start_block(self) -> None:
         """Wait until block `b` is free, then copy the current weights into its row 0."""
-        if self.launch is not None:
-            fut = self.futures[self.b]
-            if fut is not None:  # the forked reduction of this block
-                self.futures[self.b] = None
-                fut.wait()
-        else:
-            free = self.free[self.b]
-            if not free.is_set():  # the worker thread is a whole block behind
-                free.wait()
-                self.worker._raise_pending()
-            free.clear()
+        free = self.free[self.b]
+        if not free.is_set():  # the worker thread is a whole block behind
+            free.wait()
+            self.worker._raise_pending()
+        free.clear()
         ps = self.params()
         if ps is not None:
             with torch.no_grad():
@@ -205,24 +198,21 @@ class Group:
         b, j, r0, upd, mom = self.b, self.j, self.r0, self.upd, self.mom
         self.j = 0
         self.b = (b + 1) % len(self.blocks)
-        if self.launch is not None:
-            with torch.no_grad():
-                self.futures[b] = self.launch(self.blocks[b], j, self.coords_all,
-                                              upd[r0:r0 + j],
-                                              None if mom is None else mom[r0:r0 + j],
-                                              self.offsets, self.numels)
-        elif not self.threaded:
+        if not self.threaded:
             try:
                 with torch.no_grad():
                     self._reduce(b, j, r0, upd, mom)
             finally:
                 self.free[b].set()
         else:
+            done = self.done[b] = threading.Event()
+
             def job() -> None:
                 try:
                     self._reduce(b, j, r0, upd, mom)
                 finally:
                     self.free[b].set()
+                    done.set()
 
             self.worker.submit(job)
         self._start_block()

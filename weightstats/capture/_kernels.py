@@ -9,8 +9,11 @@ its own, and each hand-over costs the training thread a thread wake-up. Compiled
 
 Measured on the digits MLP (85k weights, one torch thread, 2-core machine, 1000 steps, blocks
 of 5 steps reduced on a second thread): the training loop ran 17 % slower with the reduction in
-Python and 2-5 % slower with the scripted one (``bench/capture_overhead.py``, ``kernels``
-line). ``torch.jit.script`` is deprecated in recent torch releases; where it is missing or
+Python and 9 % slower with the scripted one (``bench/capture_overhead.py``, ``kernels`` line).
+Forking the scripted kernel onto torch's inter-op pool (``torch.jit.fork``), which needs no
+Python thread at all, measured the same (1.081 against 1.076 with blocks of 25 steps), and it
+leaves that pool without threads in processes forked later: a ``torch.distributed`` job forked
+after a recording hung. So a Python thread runs it. ``torch.jit.script`` is deprecated in recent torch releases; where it is missing or
 fails, :func:`block_kernel` falls back to the same function run by Python (same results).
 
 :func:`moments_of` (float64 moments of the tensors of one or more snapshots) is scripted for
@@ -22,15 +25,13 @@ annotations.
 
 # TorchScript reads these annotations: it needs typing.List / Optional, not list[...] / X | None
 # ruff: noqa: UP006, UP035, UP045
-import os
 import threading
 import warnings
 from typing import Callable, Dict, List, Optional
 
 import torch
 
-__all__ = ["block_kernel", "fork_kernel", "launch_block", "moments_kernel", "moments_of",
-           "reduce_block"]
+__all__ = ["block_kernel", "moments_kernel", "moments_of", "reduce_block"]
 
 
 def reduce_block(block: torch.Tensor, j: int, coords: torch.Tensor, upd: torch.Tensor,
@@ -144,45 +145,9 @@ def _scripted(fn: Callable) -> Callable:
         return _SCRIPTED[fn.__name__]
 
 
-def launch_block(block: torch.Tensor, j: int, coords: torch.Tensor, upd: torch.Tensor,
-                 mom: Optional[torch.Tensor], offsets: List[int],
-                 numels: List[int]) -> torch.jit.Future[None]:
-    """Start :func:`reduce_block` on torch's inter-op thread pool and return its future.
-
-    Scripted, ``torch.jit.fork`` runs the reduction on a C++ thread that never takes the GIL:
-    the training thread pays for the launch (about 10 us) and nothing else, where a Python
-    thread that woke once per block to run the same kernel cost it 4 % of a 0.65 ms step
-    even with an empty kernel (a thread wake-up and GIL hand-overs per block, 2-core VM).
-    """
-    return torch.jit.fork(reduce_block, block, j, coords, upd, mom, offsets, numels)
-
-
 def block_kernel() -> Callable:
     """:func:`reduce_block`, scripted where TorchScript is available."""
     return _scripted(reduce_block)
-
-
-def fork_kernel() -> Optional[Callable]:
-    """:func:`launch_block` scripted, or None where TorchScript is unavailable or in a forked
-    child process: torch's inter-op pool has no threads in a child forked after the pool
-    started, and a task sent to it would never run (a test that forks a recording process
-    hung this way). Then a Python thread runs the reduction."""
-    if _IN_FORKED_CHILD:
-        return None
-    launcher = _scripted(launch_block)
-    return None if launcher is launch_block else launcher
-
-
-_IN_FORKED_CHILD = False
-
-
-def _after_fork_in_child() -> None:
-    global _IN_FORKED_CHILD
-    _IN_FORKED_CHILD = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def moments_kernel() -> Callable:

@@ -332,10 +332,9 @@ class WeightRecorder:
             return
         for g in self._groups:
             g.drain()
-        self._worker.wait()
-        # reductions still running on torch's inter-op pool: the writer thread waits for them
-        # before it reads the buffers (waiting here stalled training for a whole block)
-        running = [fut for g in self._groups for fut in g.futures if fut is not None]
+        # reductions still running on the step thread: the store's writer thread waits for
+        # them before it reads the buffers (waiting here stalled training for a whole block)
+        running = [ev for g in self._groups for ev in g.running()]
         parts, events, nbytes = [], [], 0
         with torch.no_grad():
             for g in self._groups:
@@ -399,8 +398,6 @@ class WeightRecorder:
                 self._write_snapshots()
             finally:
                 self._worker.close()
-                for g in self._groups:  # no reduction left on torch's pool at exit
-                    g.wait()
             if self._own_store:
                 self.store.close()
             else:
