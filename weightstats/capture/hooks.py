@@ -20,8 +20,8 @@ What a recorder promises
   :mod:`weightstats.capture._group`). The sampled updates and raw moments go into buffers
   that are handed to the store once per `flush_every` steps (pinned, non-blocking copies on
   CUDA), where its writer thread negates them and finishes the moments in float64;
-  snapshots are one concatenation on the training thread, encoded and written by the
-  store's writer thread.
+  snapshots are one concatenation into a reused buffer on the training thread, encoded and
+  written by the store's writer thread (the snapshots of one flush interval as one shard).
 * The update of step ``t`` is ``w_t - w_{t-1}``: the weights after the step minus the weights
   after the previous step (or when the recorder attached). It includes anything that changed
   the weights in between (a weight constraint applied after ``step``, say), so the updates
@@ -107,7 +107,7 @@ class WeightRecorder:
     moments : bool
         Compute the moments (mean, var, skewness, kurtosis) of each tensor's whole update at
         every step. The recorder holds a block of ``rows + 1`` copies of the selected
-        parameters on their device (``rows``, at most 8, is fewer for large models: see
+        parameters on their device (``rows``, at most 25, is fewer for large models: see
         :func:`~weightstats.capture._group.block_rows`), twice that with moments and twice
         again with the step thread; with ``moments=False`` only the sampled coordinates
         are kept.
