@@ -16,10 +16,12 @@ from weightstats.capture.store import RunStore
 from weightstats.errors import InputDataError, RunStoreError, WeightstatsWarning
 
 
-@pytest.mark.parametrize("moments", [True, False])
+@pytest.mark.parametrize(("moments", "step_thread"), [(True, False), (False, False),
+                                                      (True, True)])
 @pytest.mark.parametrize("opt_name", ["adam", "sgd"])
-def test_training_is_bitwise_identical_with_recorder(tmp_path, opt_name, moments):
-    """50 seeded steps (with dropout, so the global RNG matters) with and without a recorder."""
+def test_training_is_bitwise_identical_with_recorder(tmp_path, opt_name, moments, step_thread):
+    """50 seeded steps (with dropout, so the global RNG matters) with and without a recorder
+    (reductions inline, or on the step thread while training goes on)."""
     x, y = data()
 
     def run(record: bool):
@@ -30,7 +32,8 @@ def test_training_is_bitwise_identical_with_recorder(tmp_path, opt_name, moments
         torch.manual_seed(123)
         if record:
             with WeightRecorder(model, opt, every=1, coords=50, flush_every=7, moments=moments,
-                                store=tmp_path / f"run-{opt_name}-{moments}"):
+                                store=tmp_path / f"run-{opt_name}-{moments}",
+                                step_thread=step_thread):
                 train(model, opt, x, y, 50)
         else:
             train(model, opt, x, y, 50)
@@ -189,11 +192,13 @@ def test_non_zero_rank_records_nothing(tmp_path, monkeypatch):
     assert not opt._optimizer_step_post_hooks
 
 
-def test_bfloat16_store_and_coordinate_sampling(tmp_path):
+@pytest.mark.parametrize("step_thread", [False, True])
+def test_bfloat16_store_and_coordinate_sampling(tmp_path, step_thread):
     model = make_mlp(0)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     store = RunStore.create(tmp_path / "r", dtype="bfloat16")
-    with WeightRecorder(model, opt, every=1, coords=20, seed=5, store=store):
+    with WeightRecorder(model, opt, every=1, coords=20, seed=5, store=store,
+                        step_thread=step_thread):
         train(model, opt, *data(), 2)
     store.close()
     snap = RunStore.open(tmp_path / "r").snapshot(2)
@@ -207,7 +212,8 @@ def test_bfloat16_store_and_coordinate_sampling(tmp_path):
     assert np.array_equal(c1, RunStore.open(tmp_path / "s").trajectories("0.weight").coords)
 
 
-def test_update_moments_accurate_when_the_mean_dwarfs_the_spread(tmp_path, rng):
+@pytest.mark.parametrize("step_thread", [False, True])
+def test_update_moments_accurate_when_the_mean_dwarfs_the_spread(tmp_path, rng, step_thread):
     """Updates = drift 5.0 (changing each step) + noise of sd 1e-3: mean/sd ~ 5000."""
     w = torch.nn.Parameter(torch.zeros(4000))
     model = torch.nn.Module()
@@ -215,7 +221,8 @@ def test_update_moments_accurate_when_the_mean_dwarfs_the_spread(tmp_path, rng):
     opt = torch.optim.SGD([w], lr=1.0)
     noise = rng.standard_t(6, size=(6, 4000)) * 1e-3
     prev, deltas = w.detach().clone(), []
-    with WeightRecorder(model, opt, every=100, coords=8, flush_every=4, store=tmp_path / "r"):
+    with WeightRecorder(model, opt, every=100, coords=8, flush_every=4, store=tmp_path / "r",
+                        step_thread=step_thread):
         for t in range(6):
             w.grad = -torch.from_numpy(5.0 + 0.5 * t + noise[t]).float()
             opt.step()
@@ -246,11 +253,12 @@ def test_recorders_left_open_are_flushed_at_exit(tmp_path):
     assert store.manifest["closed"] is True
 
 
-def test_mixed_dtypes_keep_model_order(tmp_path):
+@pytest.mark.parametrize("step_thread", [False, True])
+def test_mixed_dtypes_keep_model_order(tmp_path, step_thread):
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2).double(),
                                 torch.nn.Linear(2, 2).to(torch.bfloat16))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with WeightRecorder(model, opt, every=1, store=tmp_path / "r"):
+    with WeightRecorder(model, opt, every=1, store=tmp_path / "r", step_thread=step_thread):
         before = [p.detach().clone() for p in model.parameters()]
         for p in model.parameters():
             p.grad = torch.ones_like(p)
