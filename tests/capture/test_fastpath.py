@@ -43,15 +43,18 @@ def test_safetensors_parts_read_back_by_safetensors(tmp_path, rng):
         assert torch.equal(f.get_tensor("bf16"), tensors["bf16"])
 
 
-def test_moment_rows_many_matches_per_tensor_and_scipy(rng):
+def test_index_moments_match_per_tensor_and_scipy(tmp_path, rng):
+    """The store's index statistics (one scripted float64 call for several tensors) equal the
+    same kernel run on each tensor alone, and numpy / scipy."""
     xs = [torch.from_numpy(rng.standard_t(4, size=(50, 20)).astype(np.float32)),
           torch.empty(0),
           torch.from_numpy(1e4 + rng.normal(size=300)),  # mean dwarfs the spread
           torch.full((9,), 3.0),
           torch.from_numpy(rng.gamma(2.0, size=33).astype(np.float32)).to(torch.bfloat16)]
-    many = _io.moment_rows_many(xs)
+    store = RunStore.create(tmp_path / "r")
+    many = store._moment_rows(xs)
     for x, row in zip(xs, many):
-        one = _io.moment_rows(x)
+        one = store._moment_rows([x])[0]
         assert row["numel"] == one["numel"] == x.numel()
         for k in ("mean", "var", "skewness", "kurtosis"):
             np.testing.assert_allclose(row[k], one[k], rtol=1e-9, atol=0, equal_nan=True)
@@ -61,6 +64,7 @@ def test_moment_rows_many_matches_per_tensor_and_scipy(rng):
             np.testing.assert_allclose(row["skewness"], scipy.stats.skew(a), rtol=1e-7)
             np.testing.assert_allclose(row["kurtosis"], scipy.stats.kurtosis(a), rtol=1e-7)
     assert np.isnan(many[1]["mean"]) and np.isnan(many[3]["skewness"])
+    store.close()
 
 
 def _record(path, threaded: bool) -> RunStore:
