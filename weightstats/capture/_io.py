@@ -32,8 +32,7 @@ __all__ = [
     "atomic_write_json",
     "columns",
     "safetensors_parts",
-    "snapshot_rows",
-    "update_rows",
+    "moment_index_rows",
     "write_index_part",
 ]
 
@@ -268,29 +267,20 @@ class JobThread:
         self._raise_pending()
 
 
-def snapshot_rows(steps: np.ndarray, names: list[str], numels: list[int], fin: np.ndarray,
-                  rel: str, seq: int) -> dict[str, Any]:
-    """Index rows of a shard of several snapshots as a column batch: `fin` is
-    (steps, tensors, 4) of (mean, var, skewness, kurtosis)."""
+def moment_index_rows(kind: str, steps: np.ndarray, names: list[str], numels: list[int],
+                      fin: np.ndarray, rel: str, seq: int) -> dict[str, Any]:
+    """Index rows of one shard's moments as a column batch (see :func:`columns`).
+
+    `fin` is (steps, tensors, 4) of (mean, var, skewness, kurtosis): the snapshots of a
+    stacked snapshot shard, or the updates of one tensor in a trajectory shard. Built from
+    arrays, with no per-row Python objects (a trajectory shard of 100 steps has some 600 rows,
+    and the writer thread holds the GIL while it builds them).
+    """
     g, k = len(steps), len(names)
     fin = np.asarray(fin, dtype=np.float64).reshape(g * k, 4)
-    return {"step": np.repeat(np.asarray(steps, dtype=np.int64), k),
-            "epoch": pa.nulls(g * k, pa.int64()), "tensor": list(names) * g,
-            "kind": ["snapshot"] * (g * k), "numel": np.tile(np.asarray(numels, np.int64), g),
+    n = g * k
+    return {"step": np.repeat(np.asarray(steps, dtype=np.int64), k), "epoch": [None] * n,
+            "tensor": list(names) * g, "kind": [kind] * n,
+            "numel": np.tile(np.asarray(numels, np.int64), g),
             "mean": fin[:, 0], "var": fin[:, 1], "skewness": fin[:, 2], "kurtosis": fin[:, 3],
-            "shard": [rel] * (g * k), "seq": np.full(g * k, seq, dtype=np.int64)}
-
-
-def update_rows(name: str, steps: np.ndarray, fin: np.ndarray, numel: int, rel: str,
-                seq: int) -> dict[str, Any]:
-    """Index rows of one tensor's update moments `fin` (steps x (mean, var, skewness,
-    kurtosis)) as a column batch: built from arrays, with no per-row Python objects (a
-    trajectory shard of 100 steps has some 600 rows, and the writer thread holds the GIL
-    while it builds them)."""
-    n = len(steps)
-    fin = np.asarray(fin, dtype=np.float64).reshape(n, 4)
-    return {"step": np.asarray(steps, dtype=np.int64), "epoch": pa.nulls(n, pa.int64()),
-            "tensor": [name] * n, "kind": ["update"] * n,
-            "numel": np.full(n, numel, dtype=np.int64), "mean": fin[:, 0], "var": fin[:, 1],
-            "skewness": fin[:, 2], "kurtosis": fin[:, 3], "shard": [rel] * n,
-            "seq": np.full(n, seq, dtype=np.int64)}
+            "shard": [rel] * n, "seq": np.full(n, seq, dtype=np.int64)}

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import InputDataError, RunStoreError, WeightstatsWarning
 from . import _io
-from ._io import TMP_MARKER, JobThread, update_rows
+from ._io import TMP_MARKER, JobThread, moment_index_rows
 from ._kernels import moments_kernel
 
 __all__ = ["StoreWriterMixin"]
@@ -364,7 +364,7 @@ class StoreWriterMixin:
                                      np.maximum(numels, 1))  # (steps, tensors, 4)
             tensors["::moments"] = torch.from_numpy(np.ascontiguousarray(fin))
             meta = {"kind": "snapshots", "names": json.dumps(names)}
-            batch = _io.snapshot_rows(np.asarray(steps), names, numels, fin, rel, seq)
+            batch = moment_index_rows("snapshot", steps, names, numels, fin, rel, seq)
             self._finish_shard(path, tensors, meta, [batch])
 
         self._submit(job)
@@ -419,7 +419,8 @@ class StoreWriterMixin:
                 if raw is not None:
                     fin = _io.finish_moments(raw.to(torch.float64).numpy(), numel)
                     tensors[f"{name}::moments"] = torch.from_numpy(np.ascontiguousarray(fin))
-                    rows.append(update_rows(name, steps, fin, numel, rel, seq))
+                    rows.append(moment_index_rows("update", steps, [name], [numel], fin,
+                                                  rel, seq))
             meta = {"kind": "update", "shapes": json.dumps(shapes)}
             self._finish_shard(path, tensors, meta, rows)
             self._flush_index(force=False)

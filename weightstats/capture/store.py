@@ -39,7 +39,7 @@ from safetensors import safe_open
 
 from ..errors import InputDataError, RunStoreError
 from . import _io
-from ._io import INDEX_COLUMNS, columns, snapshot_rows, update_rows
+from ._io import INDEX_COLUMNS, columns, moment_index_rows
 from ._writer import StoreWriterMixin, seq_of
 
 __all__ = ["ON_LIMIT", "STORE_DTYPES", "RunStore", "Trajectories"]
@@ -384,13 +384,10 @@ class RunStore(StoreWriterMixin):
                 meta = fh.metadata() or {}
                 if meta.get("kind") == "snapshots":
                     names = json.loads(meta["names"])
-                    batch = snapshot_rows(fh.get_tensor("steps").numpy(), names,
-                                          [int(np.prod(fh.get_slice(n).get_shape()[1:]))
-                                           for n in names],
-                                          fh.get_tensor("::moments").numpy(), rel,
-                                          seq_of(os.path.basename(rel)))
-                    batch["epoch"] = [None] * len(batch["step"])
-                    return pd.DataFrame(batch)
+                    numels = [int(np.prod(fh.get_slice(n).get_shape()[1:])) for n in names]
+                    return pd.DataFrame(moment_index_rows(
+                        "snapshot", fh.get_tensor("steps").numpy(), names, numels,
+                        fh.get_tensor("::moments").numpy(), rel, seq_of(os.path.basename(rel))))
                 if meta.get("kind") != "update":
                     rows = json.loads(meta.get("rows", "[]"))
                     return pd.DataFrame(columns(rows)) if rows else empty
@@ -401,10 +398,9 @@ class RunStore(StoreWriterMixin):
                 for name, (_, numel) in shapes.items():
                     key = f"{name}::moments"
                     if key in fh.keys():
-                        batch = update_rows(name, steps, fh.get_tensor(key).numpy(), numel,
-                                            rel, seq)
-                        batch["epoch"] = [None] * len(steps)
-                        frames.append(pd.DataFrame(batch))
+                        frames.append(pd.DataFrame(moment_index_rows(
+                            "update", steps, [name], [numel], fh.get_tensor(key).numpy(),
+                            rel, seq)))
                 return pd.concat(frames, ignore_index=True) if frames else empty
         except FileNotFoundError:
             return empty
