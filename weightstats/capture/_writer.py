@@ -304,6 +304,12 @@ class StoreWriterMixin:
         self._submit(job)
         return True
 
+    @property
+    def stacks_snapshots(self) -> bool:
+        """Whether :meth:`write_snapshots` writes several snapshots as one shard: not when the
+        store has bounds, whose thinning deletes single snapshot files."""
+        return self.max_snapshots is None and self.max_bytes is None
+
     def write_snapshots(self, steps: list[int], snapshots: list[Mapping[str, torch.Tensor]],
                         *, ready: Any = None, done: Callable[[], None] | None = None) -> bool:
         """Queue several full snapshots (same tensor names, shapes and dtypes) as one shard.
@@ -323,7 +329,7 @@ class StoreWriterMixin:
             if done is not None:
                 done()
             return False
-        if len(steps) == 1 or self.max_snapshots is not None or self.max_bytes is not None:
+        if len(steps) == 1 or not self.stacks_snapshots:
             written = [self.write_snapshot(s, t, ready=ready) for s, t in zip(steps, snapshots)]
             if done is not None:  # after those writes, in queue order
                 self._submit(done)

@@ -230,10 +230,9 @@ class WeightRecorder:
 
         self.store.set_recorder("weights", self._settings(model, optimizer, include))
         # snapshots taken between two flushes are written together, as one shard (one file
-        # per snapshot costs more than the bytes when snapshots are frequent); not when the
-        # store has bounds, whose thinning deletes single snapshots
-        self._group_snapshots = (self.every < self.flush_every and self.store.max_snapshots is None
-                                 and self.store.max_bytes is None)
+        # per snapshot costs more than the bytes when snapshots are frequent), where the store
+        # stacks snapshots at all
+        self._group_snapshots = self.every < self.flush_every and self.store.stacks_snapshots
         self._pending: list[tuple[int, dict, list, list]] = []
         self._pending_bytes = 0
         self._snapshot(now=True)  # the initialisation (or the resumed weights)
