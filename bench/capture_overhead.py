@@ -96,6 +96,19 @@ class Encoder(torch.nn.Module):
         return self.vae.encode(x)
 
 
+def train_step(kind: str, model, opt, xb, yb) -> None:
+    """One optimizer step: cross-entropy for the MLP, the Gaussian ELBO for the VAE."""
+    opt.zero_grad()
+    if kind == "mlp":
+        loss = torch.nn.functional.cross_entropy(model(xb), yb)
+    else:
+        recon, mu, logvar = model(xb)
+        loss = (torch.nn.functional.mse_loss(recon, xb, reduction="sum")
+                - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())) / xb.shape[0]
+    loss.backward()
+    opt.step()
+
+
 def run(kind: str, every: int | str | None, steps: int, x, y, folder: Path, batch: int,
         moments: bool = True, step_thread: bool | None = None) -> tuple[float, float, float]:
     """(wall seconds, process CPU seconds, seconds spent creating and closing the recorders)
@@ -128,16 +141,7 @@ def run(kind: str, every: int | str | None, steps: int, x, y, folder: Path, batc
     fixed = time.perf_counter() - t0
     for step in range(steps):
         i = (step % per_epoch) * batch
-        xb, yb = x[i:i + batch], y[i:i + batch]
-        opt.zero_grad()
-        if kind == "mlp":
-            loss = torch.nn.functional.cross_entropy(model(xb), yb)
-        else:
-            recon, mu, logvar = model(xb)
-            loss = (torch.nn.functional.mse_loss(recon, xb, reduction="sum")
-                    - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())) / batch
-        loss.backward()
-        opt.step()
+        train_step(kind, model, opt, x[i:i + batch], y[i:i + batch])
         if kind == "vae" and len(recs) == 2 and (step + 1) % per_epoch == 0:
             recs[1].end_epoch((step + 1) // per_epoch)
     t_close = time.perf_counter()
@@ -221,18 +225,7 @@ def _floor_one(kind: str, x, y, batch: int, folder: Path) -> None:
     ps = list(model.parameters())
     xb, yb = x[:batch], y[:batch]
 
-    def step():
-        opt.zero_grad()
-        if kind == "mlp":
-            loss = torch.nn.functional.cross_entropy(model(xb), yb)
-        else:
-            recon, mu, logvar = model(xb)
-            loss = (torch.nn.functional.mse_loss(recon, xb, reduction="sum")
-                    - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())) / batch
-        loss.backward()
-        opt.step()
-
-    t_step = _median_us(step)
+    t_step = _median_us(lambda: train_step(kind, model, opt, xb, yb))
     gen = torch.Generator().manual_seed(0)
     named = [(str(i), p, torch.randperm(p.numel(), generator=gen)[:4096].sort().values)
              for i, p in enumerate(ps)]
