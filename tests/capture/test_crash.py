@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
@@ -16,24 +15,18 @@ import torch
 from weightstats.capture.hooks import WeightRecorder
 from weightstats.capture.store import RunStore
 
-CHILD = textwrap.dedent(
-    """
-    import sys, torch
-    from weightstats.capture.hooks import WeightRecorder
-    torch.set_num_threads(1)
+# where fork is missing, a fresh interpreter runs _child_train from this very file
+CHILD = "import runpy, sys; runpy.run_path(sys.argv[1])['_child_train'](sys.argv[2])"
+
+
+def _seeded_run() -> tuple:
+    """The model, optimizer and batch that the writer child and the reference both train."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.Tanh(), torch.nn.Linear(256, 8))
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(128, 64, generator=g), torch.randint(0, 8, (128,), generator=g)
-    rec = WeightRecorder(model, opt, every=1, coords=64, flush_every=5, store=sys.argv[1])
-    for step in range(100000):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-        print(step + 1, flush=True)
-    """
-)
+    return model, opt, x, y
 
 
 def _reference_states(n_steps: int) -> list[dict[str, torch.Tensor]]:
@@ -41,12 +34,7 @@ def _reference_states(n_steps: int) -> list[dict[str, torch.Tensor]]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.Tanh(),
-                                    torch.nn.Linear(256, 8))
-        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        g = torch.Generator().manual_seed(1)
-        x, y = torch.randn(128, 64, generator=g), torch.randint(0, 8, (128,), generator=g)
+        model, opt, x, y = _seeded_run()
         states = [{n: p.detach().clone() for n, p in model.named_parameters()}]
         for _ in range(n_steps):
             opt.zero_grad()
@@ -62,11 +50,7 @@ def _child_train(run: str) -> None:  # pragma: no cover - runs in the forked chi
     torch.set_num_threads(1)
     from weightstats.capture import hooks
 
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.Tanh(), torch.nn.Linear(256, 8))
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    g = torch.Generator().manual_seed(1)
-    x, y = torch.randn(128, 64, generator=g), torch.randint(0, 8, (128,), generator=g)
+    model, opt, x, y = _seeded_run()
     hooks.WeightRecorder(model, opt, every=1, coords=64, flush_every=5, store=run)
     while True:
         opt.zero_grad()
@@ -84,7 +68,8 @@ def _start_writer(run) -> int:
             finally:
                 os._exit(1)
         return pid
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(run)]).pid  # pragma: no cover
+    argv = [sys.executable, "-c", CHILD, __file__, str(run)]
+    return subprocess.Popen(argv).pid  # pragma: no cover
 
 
 @pytest.mark.slow  # 2-4 s idle, 10+ s on a loaded machine; run in CI with -m slow
