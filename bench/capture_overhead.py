@@ -158,7 +158,7 @@ class _BareKernels:
     effects included."""
 
     def __init__(self, model, opt, *, moments: bool, step_thread: bool | None) -> None:
-        from weightstats.capture._group import Group, use_step_thread
+        from weightstats.capture._group import make_group, use_step_thread
         from weightstats.capture._io import JobThread
 
         gen = torch.Generator().manual_seed(0)
@@ -166,7 +166,7 @@ class _BareKernels:
                  for n, p in model.named_parameters()]
         threaded = use_step_thread() if step_thread is None else step_thread
         self.worker = JobThread(threaded=threaded, name="bench", no_grad=True)
-        self.g = Group(named, moments=moments, flush_every=100, worker=self.worker)
+        self.g = make_group(named, moments=moments, flush_every=100, worker=self.worker)
         self.row = 0
         self.handles = [opt.register_step_post_hook(self.post)]
 
@@ -216,7 +216,7 @@ def floor(x, y, batch: int, folder: Path) -> None:
 
 
 def _floor_one(kind: str, x, y, batch: int, folder: Path) -> None:
-    from weightstats.capture._group import Group
+    from weightstats.capture._group import BlockGroup, make_group
     from weightstats.capture._io import JobThread
 
     torch.manual_seed(0)
@@ -230,7 +230,8 @@ def _floor_one(kind: str, x, y, batch: int, folder: Path) -> None:
     named = [(str(i), p, torch.randperm(p.numel(), generator=gen)[:4096].sort().values)
              for i, p in enumerate(ps)]
     worker = JobThread(threaded=False, name="bench")
-    g = Group(named, moments=True, flush_every=100, worker=worker)
+    g = BlockGroup(named, moments=True, flush_every=100, worker=worker)
+    fused = make_group(named, moments=True, flush_every=100, worker=worker)
     rows = g.rows
     with torch.no_grad():
         t_train = _median_us(lambda: torch._foreach_copy_(g.row_views[0][1], ps))
@@ -238,6 +239,7 @@ def _floor_one(kind: str, x, y, batch: int, folder: Path) -> None:
                                                          out=g.upd[:rows])) / rows
         # the whole reduction (differences, gather, moments), one block, divided per step
         t_mom = _median_us(lambda: g._reduce(0, rows, 0, g.upd, g.mom), n=50) / rows - t_gather
+        t_fused = _median_us(lambda: fused.post(0)) if fused.fused else float("nan")
         t_cat = _median_us(lambda: torch.cat([p.detach().reshape(-1) for p in ps]))
     snap = {str(i): p.detach().clone() for i, p in enumerate(ps)}
     folder.mkdir(parents=True, exist_ok=True)
@@ -250,7 +252,9 @@ def _floor_one(kind: str, x, y, batch: int, folder: Path) -> None:
           f"(share of a step), alone in a hot cache: training thread copy {t_train:.0f} us "
           f"({t_train / t_step:.1%}); reduction of a block of {rows} steps, per step: gather "
           f"{t_gather:.0f} us + differences and moments {t_mom:.0f} us "
-          f"({(t_gather + t_mom) / t_step:.1%}, on the step thread when a core is free); snapshot: cat {t_cat:.0f} us ({t_cat / t_step:.1%}) + one file "
+          f"({(t_gather + t_mom) / t_step:.1%}, on the step thread when a core is free); or "
+          f"all of it in numba's fused kernel, inline: {t_fused:.0f} us "
+          f"({t_fused / t_step:.1%}); snapshot: cat {t_cat:.0f} us ({t_cat / t_step:.1%}) + one file "
           f"{t_file:.0f} us on the writer thread ({t_file / t_step:.1%})")
 
 

@@ -12,3 +12,11 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def block_path(monkeypatch):
+    """Record through the block path (as where numba is missing) instead of the fused kernel."""
+    from weightstats.capture import _kernels
+
+    monkeypatch.setattr(_kernels, "step_kernel", lambda: None)

@@ -1,5 +1,6 @@
 """The recorder's fast paths: hand-written safetensors encoding, batched snapshot moments, the
-step worker (threaded and inline give bitwise the same records; errors reach the caller)."""
+fused per-step kernel, the step worker of the block path (threaded and inline give bitwise the
+same records; errors reach the caller)."""
 
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def _record(path, threaded: bool) -> RunStore:
     return RunStore.open(path)
 
 
-def test_threaded_and_inline_worker_record_the_same_bits(tmp_path):
+def test_threaded_and_inline_worker_record_the_same_bits(tmp_path, block_path):
     a = _record(tmp_path / "threaded", True)
     b = _record(tmp_path / "inline", False)
     assert a.manifest["recorders"]["weights"]["step_thread"] is True
@@ -89,6 +90,81 @@ def test_threaded_and_inline_worker_record_the_same_bits(tmp_path):
         np.testing.assert_array_equal(ma[["mean", "var", "skewness", "kurtosis"]].to_numpy(),
                                       mb[["mean", "var", "skewness", "kurtosis"]].to_numpy())
         assert ma["step"].tolist() == list(range(1, 14))
+
+
+def test_fused_and_block_paths_record_the_same(tmp_path, monkeypatch):
+    """numba's one-pass kernel and the block reduction record the same updates, bit for bit,
+    and the same moments up to the block path's float32 sums (each path is checked against
+    numpy elsewhere)."""
+    fused = _record(tmp_path / "fused", False)
+    assert fused.manifest["recorders"]["weights"]["kernel"] == "fused"
+    monkeypatch.setattr(_kernels, "step_kernel", lambda: None)
+    block = _record(tmp_path / "block", False)
+    assert block.manifest["recorders"]["weights"]["kernel"] == "block"
+    cols = ["mean", "var", "skewness", "kurtosis"]
+    for name in fused.tensor_names():
+        np.testing.assert_array_equal(fused.trajectories(name).updates,
+                                      block.trajectories(name).updates)
+        np.testing.assert_allclose(fused.update_moments(name)[cols].to_numpy(),
+                                   block.update_moments(name)[cols].to_numpy(),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_fused_kernel_moments_match_numpy_when_the_mean_dwarfs_the_spread(rng):
+    """Power sums about the sampled mean, in float64: the central moments of -Δw stay exact
+    when every coordinate moves by about the same amount (a mean 10^4 standard deviations
+    away from zero)."""
+    kernel = _kernels.step_kernel()
+    if kernel is None:
+        pytest.skip("numba is not installed")
+    sizes = [3000, 7, 1]
+    before = [rng.normal(size=n).astype(np.float32) for n in sizes]
+    after = [(b + np.float32(1e-2) + np.float32(1e-6) * rng.standard_t(5, size=b.size)
+              .astype(np.float32)).astype(np.float32) for b in before]
+    params = [torch.from_numpy(a) for a in after]
+    prev = np.concatenate(before)
+    coords = [np.sort(rng.permutation(n)[:min(n, 50)]) for n in sizes]
+    bounds = np.cumsum([0, *[c.size for c in coords]]).astype(np.int64)
+    upd = np.empty(bounds[-1], np.float32)
+    mom = np.empty((5, len(sizes)))
+    kernel(np.array([p.data_ptr() for p in params], np.int64), prev,
+           np.cumsum([0, *sizes[:-1]]).astype(np.int64), np.array(sizes, np.int64),
+           np.concatenate(coords).astype(np.int64), bounds, upd, mom, True)
+    np.testing.assert_array_equal(prev, np.concatenate(after))  # the weights, for next step
+    upd_t, fin = _group.finish(torch.from_numpy(upd)[None], torch.from_numpy(mom)[None], sizes)
+    for k, n in enumerate(sizes):
+        d = (after[k] - before[k]).astype(np.float64)  # Δw as recorded: float32 differences
+        assert np.array_equal(upd_t[0, bounds[k]:bounds[k + 1]].numpy(),
+                              (after[k] - before[k])[coords[k]])
+        raw = _io.finish_moments(fin[0, :, k].numpy(), n)
+        np.testing.assert_allclose(raw[0], d.mean(), rtol=1e-9)
+        np.testing.assert_allclose(raw[1], d.var(), rtol=1e-6, atol=1e-30)
+        if n > 2:
+            np.testing.assert_allclose(raw[2], scipy.stats.skew(d), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(raw[3], scipy.stats.kurtosis(d), rtol=1e-5, atol=1e-6)
+
+
+def test_fused_kernel_follows_parameters_that_move(tmp_path):
+    """A parameter replaced after the recorder attached (``param.data = ...``, here also
+    made non-contiguous) is still read correctly: the kernel never reads a stale address."""
+    model = make_mlp(4, dropout=0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = data()
+    w = model[0].weight
+    rec = WeightRecorder(model, opt, every=1, coords=10_000, flush_every=4,
+                         store=tmp_path / "r")
+    states = [w.detach().clone()]
+    for step in range(6):
+        train(model, opt, x, y, 1)
+        if step == 2:
+            w.data = w.data.t().contiguous().t()  # new storage, strided view
+            assert not w.is_contiguous()
+        states.append(w.detach().clone())
+    rec.close()
+    tr = RunStore.open(tmp_path / "r").trajectories("0.weight")
+    expected = np.stack([(states[t] - states[t - 1]).reshape(-1)[tr.coords].numpy()
+                         for t in range(1, len(states))])
+    np.testing.assert_array_equal(tr.updates, expected)
 
 
 def test_step_thread_must_be_bool(tmp_path):
@@ -135,17 +211,17 @@ def test_worker_close_reraises_and_stops_the_thread():
     assert not thread.is_alive() and not w.threaded
 
 
-def test_ring_waits_when_worker_is_behind(tmp_path, monkeypatch):
+def test_ring_waits_when_worker_is_behind(tmp_path, monkeypatch, block_path):
     """More steps than both blocks hold queued behind a slow reduction: every step is still
     recorded (the training thread waits for a block to be free)."""
     gate = threading.Event()
-    real = _group.Group._reduce
+    real = _group.BlockGroup._reduce
 
     def slow(self, *args):
         gate.wait(5)
         real(self, *args)
 
-    monkeypatch.setattr(_group.Group, "_reduce", slow)
+    monkeypatch.setattr(_group.BlockGroup, "_reduce", slow)
     model = make_mlp(5, dropout=0.0)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = data()

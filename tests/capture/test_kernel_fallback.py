@@ -19,7 +19,8 @@ def _record(path) -> RunStore:
     return RunStore.open(path)
 
 
-def test_python_fallback_records_what_the_scripted_kernels_record(tmp_path, monkeypatch):
+def test_python_fallback_records_what_the_scripted_kernels_record(tmp_path, monkeypatch,
+                                                                 block_path):
     scripted = _record(tmp_path / "scripted")
     monkeypatch.setattr(_kernels, "block_kernel", lambda: _kernels.reduce_block)
     monkeypatch.setattr(_writer, "moments_kernel", lambda: _kernels.moments_of)

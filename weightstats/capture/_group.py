@@ -1,6 +1,23 @@
-"""Per-step work of the WeightRecorder, batched over all parameters that share a device and dtype,
-and over a block of consecutive steps.
+"""Per-step work of the WeightRecorder, batched over all parameters that share a device and dtype.
 
+Two paths record the same thing (:func:`make_group` picks one per group):
+
+* :class:`FusedGroup`, for CPU float32/float64 parameters where numba is installed: after
+  each step one compiled loop (:mod:`~weightstats.capture._fused`) reads every weight once,
+  takes the exact difference with the previous step's weights (kept in a flat buffer it
+  overwrites in the same pass), writes the sampled differences and accumulates the power sums
+  in float64. Nothing is left for another thread.
+* :class:`BlockGroup`, for CUDA and half-precision parameters and where numba is missing:
+  a copy per step into a block of rows and one reduction per block, described below.
+
+Measured on the digits MLP (``bench/capture_overhead.py``, 2-core machine, one torch thread):
+the fused kernel costs 19 us a step inline (3 % of the 0.65 ms step) and training ran 1.05x
+as long with it as without a recorder; the block path's per-step copy and reduction on a
+second thread ran 1.11x (cache and memory-bandwidth contention between the two cores, and the
+thread hand-overs, cost more than the arithmetic).
+
+The block path
+--------------
 All tracked parameters of a group live, for the recorder, in a block: a buffer of shape
 ``(planes, rows + 1, N)`` with ``N = sum(numel)``. Row 0 of plane 0 holds the weights before the
 block's first step, and the optimizer's step post-hook copies the weights after each step into
@@ -33,8 +50,9 @@ for its reduction: the store's writer thread does. The worker runs the same kern
 data, so results are bitwise the same threaded or inline. On CUDA the kernels are
 asynchronous already, so they are always queued inline.
 
-Signs are fixed (negated) and the moments finished in float64 once per flush, by the store's
-writer thread (:func:`finish`), off the per-step path; negation is exact.
+Both paths record ``-Δw`` and the power sums of ``y = -Δw - shift``; signs are fixed (negated)
+and the moments finished in float64 once per flush, by the store's writer thread
+(:func:`finish`), off the per-step path; negation is exact.
 """
 
 from __future__ import annotations
@@ -43,13 +61,14 @@ import os
 import threading
 import weakref
 
+import numpy as np
 import torch
 
 from . import _kernels
 from ._io import JobThread
 
-__all__ = ["BLOCK_BYTES", "MAX_BLOCK_ROWS", "SMALL_FLOATS", "Group", "block_rows", "finish",
-           "use_step_thread"]
+__all__ = ["BLOCK_BYTES", "MAX_BLOCK_ROWS", "SMALL_FLOATS", "BlockGroup", "FusedGroup", "Group",
+           "block_rows", "finish", "make_group", "use_step_thread"]
 
 SMALL_FLOATS = (torch.float16, torch.bfloat16)
 
@@ -86,7 +105,13 @@ def use_step_thread() -> bool:
 
 
 class Group:
-    """Buffers and per-step kernels for parameters sharing one device and one dtype."""
+    """Buffers for parameters sharing one device and one dtype: the sampled updates and
+    moment sums of the steps since the last flush, and pooled snapshot buffers. The per-step
+    work is a subclass's (:class:`FusedGroup`, :class:`BlockGroup`; :func:`make_group` picks).
+    """
+
+    #: numba's per-step kernel does the work inline (the flush need not wait for anything)
+    fused = False
 
     def __init__(self, named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: bool,
                  flush_every: int, worker: JobThread) -> None:
@@ -101,6 +126,186 @@ class Group:
         self.moments = moments
         self.flush_every = flush_every
         self.worker = worker
+        offsets = [0]
+        for n in self.numels[:-1]:
+            offsets.append(offsets[-1] + n)
+        self.offsets = offsets
+        self.coords = [c for _, _, c in named]  # per tensor, CPU int64, sorted
+        self.coord_counts = [c.numel() for c in self.coords]
+        self.spare: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        # flat snapshot buffers given back, with their views
+        self.snap_pool: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
+        self.new_buffers()
+
+    def new_buffers(self) -> None:
+        """Buffers for the next `flush_every` steps: a pair given back by :meth:`give_back`
+        (its pages already mapped: a fresh 5 MB buffer costs about a thousand page faults on
+        the training thread) or new ones."""
+        if self.spare:
+            self.upd, self.mom = self.spare.pop()
+            return
+        kw = {"device": self.device, "dtype": self.wdtype}
+        self.upd = torch.empty((self.flush_every, sum(self.coord_counts)), **kw)
+        # per row: sums of y, y**2, y**3, y**4 (y = -Δw - shift) and the shift, per tensor
+        self.mom = (torch.empty((self.flush_every, 5, len(self.numels)),
+                                **{**kw, "dtype": self.mom_dtype})
+                    if self.moments else None)
+
+    @property
+    def mom_dtype(self) -> torch.dtype:
+        return self.wdtype
+
+    def give_back(self, upd: torch.Tensor, mom: torch.Tensor | None) -> None:
+        """Return buffers from :meth:`take` once read (any thread; list ops are atomic)."""
+        if upd._base is not None and upd._base.shape[0] == self.flush_every and len(self.spare) < 2:
+            self.spare.append((upd._base, None if mom is None else mom._base))
+
+    def params(self) -> list[torch.Tensor] | None:
+        ps = [r() for r in self.refs]
+        return None if any(p is None for p in ps) else ps
+
+    # ---------------------------------------------------------------- per step
+    def post(self, row: int) -> None:
+        """After an optimizer step: record it in flush row `row`."""
+        raise NotImplementedError
+
+    def drain(self) -> None:
+        """Finish (or submit) the work on the steps recorded so far (before a flush)."""
+
+    def running(self) -> list[threading.Event]:
+        """Events of work submitted and not finished yet (each is set once, when it ends,
+        even on error): a flush's writer waits for these before it reads the buffers, so the
+        training thread does not."""
+        return []
+
+    # ---------------------------------------------------------------- flush
+    def take(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The first `n` raw rows (updates (n, C) of -Δw, power sums (n, 5, K) or None).
+
+        The buffers are handed over, not copied: fresh ones are allocated for the next
+        steps. Call only after :meth:`drain` and when the worker is idle
+        (:meth:`JobThread.wait`).
+        """
+        upd, mom = self.upd[:n], None if self.mom is None else self.mom[:n]
+        self.new_buffers()
+        return upd, mom
+
+    def snapshot_flat(self, dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+        """The current parameters concatenated into one flat tensor of `dtype`, and its views
+        with the parameters' shapes: a buffer from the pool (see :meth:`give_back_snapshot`)
+        when one is free, else a new one."""
+        ps = self.params()
+        if ps is None:
+            return None
+        while self.snap_pool:
+            flat, views = self.snap_pool.pop()
+            if flat.dtype == dtype:
+                break
+        else:
+            flat = torch.cat([p.detach().reshape(-1) for p in ps]).to(dtype)
+            return flat, self.views_of(flat)
+        if dtype == ps[0].dtype:
+            torch.cat([p.detach().reshape(-1) for p in ps], out=flat)
+        else:
+            torch._foreach_copy_(views, [p.detach() for p in ps])
+        return flat, views
+
+    def views_of(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Views of a flat snapshot with the parameters' shapes."""
+        return [v.view(sh) for v, sh in zip(torch.split(flat, self.numels), self.shapes)]
+
+    def give_back_snapshot(self, flat: torch.Tensor, views: list[torch.Tensor]) -> None:
+        """Return a CPU snapshot buffer once written (any thread), to be reused: a fresh 340 KB
+        buffer cost some 85 page faults on the training thread, about 50-80 us, more than the
+        copy itself (digits MLP, 2-core machine)."""
+        if (self.device.type == "cpu" and flat.device.type == "cpu"
+                and len(self.snap_pool) * flat.numel() * flat.element_size() < SNAP_POOL_BYTES):
+            self.snap_pool.append((flat, views))
+
+
+class FusedGroup(Group):
+    """CPU float32/float64 parameters: numba's one-pass kernel
+    (:func:`~weightstats.capture._fused.fused_step`), inline after each step.
+
+    The weights after the previous step live in one flat buffer that the kernel reads and
+    overwrites in the same pass. The kernel reads the parameters through their addresses:
+    every step checks that their addresses, dtypes and strides did not change (a
+    ``param.data = ...`` or ``model.to(...)`` after the recorder attached); when one did and
+    is not a contiguous CPU tensor of the group's dtype any more, that step's weights are
+    first copied into a staging buffer.
+    """
+
+    fused = True
+
+    def __init__(self, named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: bool,
+                 flush_every: int, worker: JobThread, kernel) -> None:
+        super().__init__(named, moments=moments, flush_every=flush_every, worker=worker)
+        self.kernel = kernel
+        ps = [p for _, p, _ in named]
+        self.prev = torch.cat([p.detach().reshape(-1) for p in ps]).to(self.wdtype)
+        self._prev_np = self.prev.numpy()
+        self._offsets_np = np.array(self.offsets, dtype=np.int64)
+        self._numels_np = np.array(self.numels, dtype=np.int64)
+        self._coords_np = torch.cat(self.coords).numpy().astype(np.int64)
+        self._bounds_np = np.cumsum([0, *self.coord_counts]).astype(np.int64)
+        self._no_mom = np.zeros((5, len(self.numels)))
+        self._layout: list[tuple] = []
+        self._pointers_np = np.zeros(len(ps), dtype=np.int64)
+        self._staging: torch.Tensor | None = None
+        self._run(self._addresses(ps), 0)
+
+    @property
+    def mom_dtype(self) -> torch.dtype:
+        return torch.float64  # the kernel's float64 sums, kept as they are
+
+    def _addresses(self, ps: list[torch.Tensor]) -> np.ndarray:
+        """The addresses of the parameters' values, as the kernel may read them."""
+        # address, dtype and strides: a parameter given new storage, another dtype, another
+        # device or another layout since the last step (1 us a step for six tensors)
+        layout = [(p.data_ptr(), p.dtype, p.stride()) for p in ps]
+        if layout == self._layout:  # the same tensors as last step (checked then)
+            return self._pointers_np
+        if all(p.device.type == "cpu" and p.dtype == self.wdtype and p.is_contiguous()
+               and p.numel() == n for p, n in zip(ps, self.numels)):
+            self._layout = layout
+            self._pointers_np = np.array([a for a, _, _ in layout], dtype=np.int64)
+            return self._pointers_np
+        # moved, converted or made non-contiguous since the recorder attached: stage a copy
+        self._layout = []
+        if self._staging is None:
+            self._staging = torch.empty_like(self.prev)
+        views = [self._staging[o:o + n].view(p.shape) for o, n, p in
+                 zip(self.offsets, self.numels, ps)]
+        torch._foreach_copy_(views, [p.detach() for p in ps])
+        return np.array([v.data_ptr() for v in views], dtype=np.int64)
+
+    def new_buffers(self) -> None:
+        super().new_buffers()
+        # numpy views of the buffers: the per-step call indexes these (a torch index and
+        # .numpy() cost some 3 us a step)
+        self._upd_np = self.upd.numpy()
+        self._mom_np = None if self.mom is None else self.mom.numpy()
+
+    def _run(self, pointers: np.ndarray, row: int) -> None:
+        self.kernel(pointers, self._prev_np, self._offsets_np, self._numels_np, self._coords_np,
+                    self._bounds_np, self._upd_np[row],
+                    self._no_mom if self._mom_np is None else self._mom_np[row],
+                    self._mom_np is not None)
+
+    def post(self, row: int) -> None:
+        ps = self.params()
+        if ps is not None:
+            self._run(self._addresses(ps), row)
+
+
+class BlockGroup(Group):
+    """The block path: one copy of the weights per step into a block of rows, one reduction
+    per block (see the module note); for CUDA and half-precision parameters, and where
+    numba is missing."""
+
+    def __init__(self, named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: bool,
+                 flush_every: int, worker: JobThread) -> None:
+        super().__init__(named, moments=moments, flush_every=flush_every, worker=worker)
         kw = {"device": self.device, "dtype": self.wdtype}
         n_total = sum(self.numels)
         n_planes = 2 if moments else 1
@@ -110,11 +315,7 @@ class Group:
         self.threaded = self.device.type == "cpu" and worker.threaded
         self.blocks = [torch.empty((n_planes, self.rows + 1, n_total), **kw)
                        for _ in range(2 if self.threaded else 1)]
-        offsets = [0]
-        for n in self.numels[:-1]:
-            offsets.append(offsets[-1] + n)
-        self.offsets = offsets
-        spans = list(zip(offsets, self.numels))
+        spans = list(zip(self.offsets, self.numels))
         self.kernel = _kernels.block_kernel()
         # per block, an event set when the reduction last submitted for it has finished
         self.done: list[threading.Event | None] = [None] * len(self.blocks)
@@ -127,38 +328,10 @@ class Group:
         self.b = 0  # block being filled
         self.j = 0  # rows (steps) in it so far
         self.r0 = 0  # flush row of its first step
-        self.coords = [c for _, _, c in named]  # per tensor, CPU int64, sorted
-        self.coord_counts = [c.numel() for c in self.coords]
-        self.coords_all = torch.cat([c + o for c, o in zip(self.coords, offsets)]).to(self.device)
-        self.spare: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-        # flat snapshot buffers given back, with their views
-        self.snap_pool: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
-        self.new_buffers()
+        self.coords_all = torch.cat([c + o for c, o in zip(self.coords, self.offsets)]
+                                    ).to(self.device)
         self._start_block()
 
-    def new_buffers(self) -> None:
-        """Buffers for the next `flush_every` steps: a pair given back by :meth:`give_back`
-        (its pages already mapped: a fresh 5 MB buffer costs about a thousand page faults on
-        the training thread) or new ones."""
-        if self.spare:
-            self.upd, self.mom = self.spare.pop()
-            return
-        kw = {"device": self.device, "dtype": self.wdtype}
-        self.upd = torch.empty((self.flush_every, self.coords_all.numel()), **kw)
-        # per row: sums of y, y**2, y**3, y**4 (y = -Δw - shift) and the shift, per tensor
-        self.mom = (torch.empty((self.flush_every, 5, len(self.numels)), **kw)
-                    if self.moments else None)
-
-    def give_back(self, upd: torch.Tensor, mom: torch.Tensor | None) -> None:
-        """Return buffers from :meth:`take` once read (any thread; list ops are atomic)."""
-        if upd._base is not None and upd._base.shape[0] == self.flush_every and len(self.spare) < 2:
-            self.spare.append((upd._base, None if mom is None else mom._base))
-
-    def params(self) -> list[torch.Tensor] | None:
-        ps = [r() for r in self.refs]
-        return None if any(p is None for p in ps) else ps
-
-    # ---------------------------------------------------------------- per step
     def post(self, row: int) -> None:
         """After an optimizer step: copy the weights into the block's next row."""
         ps = self.params()
@@ -224,49 +397,20 @@ class Group:
         self.kernel(self.blocks[b], j, self.coords_all, upd[r0:r0 + j],
                     None if mom is None else mom[r0:r0 + j], self.offsets, self.numels)
 
-    # ---------------------------------------------------------------- flush
-    def take(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The first `n` raw rows (updates (n, C) of -Δw, power sums (n, 5, K) or None).
 
-        The buffers are handed over, not copied: fresh ones are allocated for the next
-        steps. Call only after :meth:`drain` and when the worker is idle
-        (:meth:`JobThread.wait`).
-        """
-        upd, mom = self.upd[:n], None if self.mom is None else self.mom[:n]
-        self.new_buffers()
-        return upd, mom
+def make_group(named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: bool,
+               flush_every: int, worker: JobThread) -> Group:
+    """The group for parameters sharing one device and dtype: :class:`FusedGroup` for CPU
+    float32/float64 where numba compiles its kernel, else :class:`BlockGroup`."""
+    first = named[0][1]
+    kernel = (_kernels.step_kernel()
+              if first.device.type == "cpu" and first.dtype in (torch.float32, torch.float64)
+              else None)
+    if kernel is not None:
+        return FusedGroup(named, moments=moments, flush_every=flush_every, worker=worker,
+                          kernel=kernel)
+    return BlockGroup(named, moments=moments, flush_every=flush_every, worker=worker)
 
-    def snapshot_flat(self, dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
-        """The current parameters concatenated into one flat tensor of `dtype`, and its views
-        with the parameters' shapes: a buffer from the pool (see :meth:`give_back_snapshot`)
-        when one is free, else a new one."""
-        ps = self.params()
-        if ps is None:
-            return None
-        while self.snap_pool:
-            flat, views = self.snap_pool.pop()
-            if flat.dtype == dtype:
-                break
-        else:
-            flat = torch.cat([p.detach().reshape(-1) for p in ps]).to(dtype)
-            return flat, self.views_of(flat)
-        if dtype == ps[0].dtype:
-            torch.cat([p.detach().reshape(-1) for p in ps], out=flat)
-        else:
-            torch._foreach_copy_(views, [p.detach() for p in ps])
-        return flat, views
-
-    def views_of(self, flat: torch.Tensor) -> list[torch.Tensor]:
-        """Views of a flat snapshot with the parameters' shapes."""
-        return [v.view(sh) for v, sh in zip(torch.split(flat, self.numels), self.shapes)]
-
-    def give_back_snapshot(self, flat: torch.Tensor, views: list[torch.Tensor]) -> None:
-        """Return a CPU snapshot buffer once written (any thread), to be reused: a fresh 340 KB
-        buffer cost some 85 page faults on the training thread, about 50-80 us, more than the
-        copy itself (digits MLP, 2-core machine)."""
-        if (self.device.type == "cpu" and flat.device.type == "cpu"
-                and len(self.snap_pool) * flat.numel() * flat.element_size() < SNAP_POOL_BYTES):
-            self.snap_pool.append((flat, views))
 
 def finish(upd: torch.Tensor, mom: torch.Tensor | None, numels: list[int]
            ) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -31,7 +31,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-__all__ = ["block_kernel", "moments_kernel", "moments_of", "reduce_block"]
+__all__ = ["block_kernel", "moments_kernel", "moments_of", "reduce_block", "step_kernel"]
 
 
 def reduce_block(block: torch.Tensor, j: int, coords: torch.Tensor, upd: torch.Tensor,
@@ -153,3 +153,24 @@ def block_kernel() -> Callable:
 def moments_kernel() -> Callable:
     """:func:`moments_of`, scripted where TorchScript is available."""
     return _scripted(moments_of)
+
+
+_STEP: List[Optional[Callable]] = []
+
+
+def step_kernel() -> Optional[Callable]:
+    """:func:`weightstats.capture._fused.fused_step`, the per-step CPU kernel compiled by numba
+    (loaded once per process: about 0.3 s from numba's on-disk cache, 1-2 s the first time),
+    or None where numba is missing or cannot compile it; the recorder then uses the block
+    reduction."""
+    with _LOCK:
+        if not _STEP:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # numba's cache warnings (read-only installs)
+                    from . import _fused
+                    _STEP.append(_fused.fused_step)
+            except Exception:  # noqa: BLE001 - no numba here: the block path records the same
+                _STEP.append(None)
+        return _STEP[0]
+

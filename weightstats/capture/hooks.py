@@ -52,7 +52,7 @@ import torch
 
 from ..errors import InputDataError, WeightstatsWarning
 from ._common import Events, is_writer_rank, jsonable, select_parameters, to_host
-from ._group import Group, finish, use_step_thread
+from ._group import Group, finish, make_group, use_step_thread
 from ._io import JobThread
 from .latent import LatentRecorder
 from .store import STORE_DTYPES, RunStore
@@ -221,8 +221,8 @@ class WeightRecorder:
         # per-step reductions run on this thread when the groups are on the CPU (_group.py)
         self._worker = JobThread(threaded=step_thread, name="weightstats-step-worker",
                                  no_grad=True)
-        self._groups = [Group(items, moments=self.moments, flush_every=self.flush_every,
-                              worker=self._worker)
+        self._groups = [make_group(items, moments=self.moments, flush_every=self.flush_every,
+                                   worker=self._worker)
                         for items in by_kind.values()]
         self._order = [name for name, _ in chosen]
         self._row = 0
@@ -249,6 +249,8 @@ class WeightRecorder:
             "moments": self.moments,
             "seed": self.seed,
             "step_thread": self.step_thread,
+            # per-step work: numba's one-pass kernel ("fused") or the block reduction
+            "kernel": "+".join(sorted({"fused" if g.fused else "block" for g in self._groups})),
             "start_step": self.step,
             "include": include if isinstance(include, (str, list, type(None))) else repr(include),
             "skipped": self.skipped,

@@ -1,0 +1,97 @@
+"""The WeightRecorder's per-step work on the CPU as one compiled loop (numba).
+
+:func:`fused_step`, right after an optimizer step, reads each tracked
+parameter once and, in the same pass,
+
+* takes the exact difference with the weights after the previous step (kept in a flat buffer
+  that the same pass then overwrites with the current weights);
+* writes the differences at the sampled coordinates;
+* accumulates, in float64, the shifted power sums 1-4 of the differences of each tensor.
+
+One pass over the weights replaces a copy into a block of rows plus a reduction of some 40
+torch calls that each read the whole block (:mod:`~weightstats.capture._group`). Measured on
+the digits MLP (85k weights, one torch thread, 2-core machine, 2000 steps, medians of 7
+interleaved runs, ``bench/capture_overhead.py``): training with this kernel inline ran 1.05x
+as long as without a recorder, against 1.11x for the block copy plus the TorchScript
+reduction on a second thread and 1.03x for a bare copy of the weights (the least any
+recorder of exact updates must do). Alone in a hot cache it takes 19 us a step, against 59 us
+for the TorchScript reduction.
+
+The kernel reads the parameters through their data pointers, so that a step costs one call
+whatever the number of tensors; the caller checks, every step, that every parameter still
+lives where it did (same pointer, CPU, dtype, contiguous) and stages them through a copy
+otherwise (see :class:`~weightstats.capture._group.FusedGroup`).
+
+Sign conventions are those of the block reduction: the differences are ``-Δw`` and the power
+sums are of ``y = -Δw - shift``, the shift being the mean of the sampled differences of the
+step (the exact mean when every coordinate is sampled), so that ``sum(y)`` is small and the
+central moments follow without cancellation (:func:`~weightstats.capture._group.finish`).
+
+This module imports numba; :func:`weightstats.capture._kernels.step_kernel` imports it when
+the recorder first needs it and returns None where numba is missing or fails to compile,
+and the recorder then uses the block reduction.
+"""
+
+from __future__ import annotations
+
+import numba
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+__all__ = ["fused_step"]
+
+
+@intrinsic
+def _as_pointer(typingctx, address):
+    """An int64 address as a void pointer (for ``numba.carray``)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(address), codegen
+
+
+@numba.njit(nogil=True, fastmath=True, cache=True)
+def fused_step(pointers, prev, offsets, numels, coords, coord_bounds, upd, mom, moments):
+    """After a step: ``upd`` (C,) = -Δw at the sampled coordinates; ``mom`` (5, K) = the
+    sums of ``y, y**2, y**3, y**4`` (``y = -Δw - shift``) and the shift per tensor, when
+    `moments`; ``prev`` (N,) = the current weights.
+
+    ``pointers[k]`` is the address of tensor k's values (``numels[k]`` of prev's dtype),
+    ``offsets[k]`` where they start in ``prev``; ``coords`` are indices within each
+    tensor, those of tensor k at ``coords[coord_bounds[k]:coord_bounds[k + 1]]``.
+    """
+    for k in range(offsets.shape[0]):
+        n = numels[k]
+        w = numba.carray(_as_pointer(pointers[k]), n, prev.dtype)
+        before = prev[offsets[k]:offsets[k] + n]
+        first, last = coord_bounds[k], coord_bounds[k + 1]
+        total = 0.0
+        for c in range(first, last):
+            i = coords[c]
+            d = before[i] - w[i]  # -Δw, the exact difference of two floats
+            upd[c] = d
+            total += d
+        if not moments:
+            before[:] = w
+            continue
+        shift = total / max(last - first, 1)
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        s4 = 0.0
+        for t in range(n):
+            now = w[t]
+            y = (before[t] - now) - shift
+            before[t] = now
+            y2 = y * y
+            s1 += y
+            s2 += y2
+            s3 += y2 * y
+            s4 += y2 * y2
+        mom[0, k] = s1
+        mom[1, k] = s2
+        mom[2, k] = s3
+        mom[3, k] = s4
+        mom[4, k] = shift
