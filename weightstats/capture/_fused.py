@@ -22,8 +22,8 @@ whatever the number of tensors; the caller checks, every step, that every parame
 lives where it did (same pointer, CPU, dtype, contiguous) and stages them through a copy
 otherwise (see :class:`~weightstats.capture._group.FusedGroup`).
 
-Sign conventions are those of the block reduction: the differences are ``-Δw`` and the power
-sums are of ``y = -Δw - shift``, the shift being the mean of the sampled differences of the
+The sampled differences are Δw, laid out per tensor as the store writes them; the power sums
+are, as in the block reduction, of ``y = -Δw - shift``, the shift being the mean of the sampled differences of the
 step (the exact mean when every coordinate is sampled), so that ``sum(y)`` is small and the
 central moments follow without cancellation (:func:`~weightstats.capture._group.finish`).
 
@@ -53,26 +53,30 @@ def _as_pointer(typingctx, address):
 
 
 @numba.njit(nogil=True, fastmath=True, cache=True)
-def fused_step(pointers, prev, offsets, numels, coords, coord_bounds, upd, mom, moments):
-    """After a step: ``upd`` (C,) = -Δw at the sampled coordinates; ``mom`` (5, K) = the
-    sums of ``y, y**2, y**3, y**4`` (``y = -Δw - shift``) and the shift per tensor, when
+def fused_step(pointers, prev, offsets, numels, coords, coord_bounds, upd, row, rows, mom,
+               moments):
+    """After a step: Δw at the sampled coordinates into row `row` of `upd`; ``mom`` (5, K) =
+    the sums of ``y, y**2, y**3, y**4`` (``y = -Δw - shift``) and the shift per tensor, when
     `moments`; ``prev`` (N,) = the current weights.
 
     ``pointers[k]`` is the address of tensor k's values (``numels[k]`` of prev's dtype),
     ``offsets[k]`` where they start in ``prev``; ``coords`` are indices within each
-    tensor, those of tensor k at ``coords[coord_bounds[k]:coord_bounds[k + 1]]``.
+    tensor, those of tensor k at ``coords[coord_bounds[k]:coord_bounds[k + 1]]``. ``upd``
+    is flat: tensor k's updates are a contiguous ``(rows, C_k)`` slab starting at
+    ``rows * coord_bounds[k]``, so that the store writes each slab as it is.
     """
     for k in range(offsets.shape[0]):
         n = numels[k]
         w = numba.carray(_as_pointer(pointers[k]), n, prev.dtype)
         before = prev[offsets[k]:offsets[k] + n]
         first, last = coord_bounds[k], coord_bounds[k + 1]
+        out = upd[rows * first + row * (last - first):rows * first + (row + 1) * (last - first)]
         total = 0.0
         for c in range(first, last):
             i = coords[c]
-            d = before[i] - w[i]  # -Δw, the exact difference of two floats
-            upd[c] = d
-            total += d
+            d = w[i] - before[i]  # Δw, the exact difference of two floats
+            out[c - first] = d
+            total -= d
         if not moments:
             before[:] = w
             continue

@@ -60,6 +60,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -68,7 +69,7 @@ from . import _kernels
 from ._io import JobThread
 
 __all__ = ["BLOCK_BYTES", "MAX_BLOCK_ROWS", "SMALL_FLOATS", "BlockGroup", "FusedGroup", "Group",
-           "block_rows", "finish", "make_group", "use_step_thread"]
+           "block_rows", "finish", "finish_moments", "make_group", "use_step_thread"]
 
 SMALL_FLOATS = (torch.float16, torch.bfloat16)
 
@@ -179,6 +180,17 @@ class Group:
         return []
 
     # ---------------------------------------------------------------- flush
+    def finished(self, upd: torch.Tensor, mom: torch.Tensor | None, n: int
+                 ) -> tuple[list[torch.Tensor], torch.Tensor | None, Callable[[], None] | None]:
+        """Raw buffers of :meth:`take` (`n` steps) -> (per tensor, the updates Δw (n, C_k) as
+        contiguous tensors; float64 moment rows (n, 4, K) or None; a function to call once
+        the updates are written, or None). Runs on the store's writer thread."""
+        cols = torch.split(upd[:n], self.coord_counts, dim=1)
+        updates = [torch.neg(c) for c in cols]  # one pass: negated and contiguous
+        moments = None if mom is None else finish_moments(mom[:n], self.numels)
+        self.give_back(upd, mom)
+        return updates, moments, None
+
     def take(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The first `n` raw rows (updates (n, C) of -Δw, power sums (n, 5, K) or None).
 
@@ -258,6 +270,41 @@ class FusedGroup(Group):
     def mom_dtype(self) -> torch.dtype:
         return torch.float64  # the kernel's float64 sums, kept as they are
 
+    def new_buffers(self) -> None:
+        if self.spare:
+            self.upd, self.mom = self.spare.pop()
+        else:  # per tensor a contiguous (flush_every, C_k) slab of Δw, written as it is
+            self.upd = torch.empty(self.flush_every * sum(self.coord_counts), dtype=self.wdtype)
+            self.mom = (torch.empty((self.flush_every, 5, len(self.numels)),
+                                    dtype=torch.float64) if self.moments else None)
+        # numpy views: the per-step call indexes these (a torch index and .numpy() cost
+        # some 3 us a step)
+        self._upd_np = self.upd.numpy()
+        self._mom_np = None if self.mom is None else self.mom.numpy()
+
+    def take(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The whole update buffer (its first `n` rows per tensor written) and the first `n`
+        moment rows, handed over: :meth:`finished` gives them back once written."""
+        upd, mom = self.upd, None if self.mom is None else self.mom[:n]
+        self.new_buffers()
+        return upd, mom
+
+    def finished(self, upd: torch.Tensor, mom: torch.Tensor | None, n: int
+                 ) -> tuple[list[torch.Tensor], torch.Tensor | None, Callable[[], None] | None]:
+        """Views of the update buffer (the kernel wrote Δw, per tensor, contiguous): nothing
+        is copied; the buffers return to the group once the store has written them."""
+        updates = []
+        for a, c in zip(self._bounds_np[:-1].tolist(), self.coord_counts):
+            start = self.flush_every * a
+            updates.append(upd[start:start + n * c].view(n, c))
+        moments = None if mom is None else finish_moments(mom, self.numels)
+
+        def release() -> None:
+            if len(self.spare) < 2:
+                self.spare.append((upd, None if mom is None else mom._base))
+
+        return updates, moments, release
+
     def _addresses(self, ps: list[torch.Tensor]) -> np.ndarray:
         """The addresses of the parameters' values, as the kernel may read them."""
         # address, dtype and strides: a parameter given new storage, another dtype, another
@@ -279,16 +326,9 @@ class FusedGroup(Group):
         torch._foreach_copy_(views, [p.detach() for p in ps])
         return np.array([v.data_ptr() for v in views], dtype=np.int64)
 
-    def new_buffers(self) -> None:
-        super().new_buffers()
-        # numpy views of the buffers: the per-step call indexes these (a torch index and
-        # .numpy() cost some 3 us a step)
-        self._upd_np = self.upd.numpy()
-        self._mom_np = None if self.mom is None else self.mom.numpy()
-
     def _run(self, pointers: np.ndarray, row: int) -> None:
         self.kernel(pointers, self._prev_np, self._offsets_np, self._numels_np, self._coords_np,
-                    self._bounds_np, self._upd_np[row],
+                    self._bounds_np, self._upd_np, row, self.flush_every,
                     self._no_mom if self._mom_np is None else self._mom_np[row],
                     self._mom_np is not None)
 
@@ -412,23 +452,27 @@ def make_group(named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: 
     return BlockGroup(named, moments=moments, flush_every=flush_every, worker=worker)
 
 
-def finish(upd: torch.Tensor, mom: torch.Tensor | None, numels: list[int]
-           ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Raw rows of :meth:`Group.take` -> (updates Δw (n, C), raw moments (n, 4, K) float64).
+def finish_moments(mom: torch.Tensor, numels: list[int]) -> torch.Tensor:
+    """Power-sum rows (n, 5, K) of :meth:`Group.take` -> raw moment rows (n, 4, K) float64.
 
     Raw moment rows are ``(mean, var, sum c**3, sum c**4)`` of Δw, computed in float64 from
     the shifted power sums: with ``E_k = mean(y**k)`` and ``y = -Δw - a``,
     ``mean = -(a + E_1)``, ``m2 = E_2 - E_1**2``, ``m3 = -(E_3 - 3 E_1 E_2 + 2 E_1**3)``,
     ``m4 = E_4 - 4 E_1 E_3 + 6 E_1**2 E_2 - 3 E_1**4``. The shift keeps ``E_1`` small
-    near zero (the shift is the float32 mean), so the combination loses no accuracy.
+    near zero (the shift is the step's mean, or the mean of its sampled coordinates), so the
+    combination loses no accuracy.
     """
-    upd = torch.neg(upd)
-    if mom is None:
-        return upd, None
     raw = mom.to(torch.float64)
     nn = torch.tensor(numels, dtype=torch.float64, device=raw.device)
     e1, e2, e3, e4 = (raw[:, k] / nn for k in range(4))
     m2 = (e2 - e1 * e1).clamp_min(0)
     m3 = e3 - 3 * e1 * e2 + 2 * e1**3
     m4 = (e4 - 4 * e1 * e3 + 6 * e1**2 * e2 - 3 * e1**4).clamp_min(0)
-    return upd, torch.stack([-(raw[:, 4] + e1), m2, -m3 * nn, m4 * nn], dim=1)
+    return torch.stack([-(raw[:, 4] + e1), m2, -m3 * nn, m4 * nn], dim=1)
+
+
+def finish(upd: torch.Tensor, mom: torch.Tensor | None, numels: list[int]
+           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Raw rows of the block path (updates ``-Δw`` (n, C), power sums (n, 5, K)) ->
+    (updates Δw (n, C), raw moment rows (n, 4, K) float64); see :func:`finish_moments`."""
+    return torch.neg(upd), None if mom is None else finish_moments(mom, numels)

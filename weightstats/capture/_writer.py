@@ -384,6 +384,7 @@ class StoreWriterMixin:
         *,
         ready: Any = None,
         nbytes: int | None = None,
+        done: Callable[[], None] | None = None,
     ) -> bool:
         """Queue one trajectory shard covering `steps`.
 
@@ -391,7 +392,9 @@ class StoreWriterMixin:
         None, shape, numel)``; raw moments are ``(mean, var, sum c**3, sum c**4)`` rows.
         `data` may also be a function returning that mapping, called on the writer thread
         (the recorder finishes its raw buffers there); then `nbytes` (updates and coords) is
-        required. Then write the pending index rows as one Parquet part.
+        required. Then write the pending index rows as one Parquet part. `done`, when given,
+        is called once the tensors are no longer needed (on the writer thread, or at once when
+        nothing is written).
         """
         self._require_writer()
         steps = np.asarray(steps, dtype=np.int64)
@@ -402,6 +405,8 @@ class StoreWriterMixin:
             nbytes = sum(u.numel() * u.element_size() + c.numel() * 8
                          for c, u, *_ in data.values())
         if not self._handle_limit("update", nbytes):
+            if done is not None:
+                done()
             return False
         seq = self._next_seq()
         rel = os.path.join(
@@ -412,6 +417,13 @@ class StoreWriterMixin:
         data = data if callable(data) else dict(data)
 
         def job() -> None:
+            try:
+                write()
+            finally:
+                if done is not None:
+                    done()
+
+        def write() -> None:
             if ready is not None:
                 ready.synchronize()
             tensors: dict[str, torch.Tensor] = {"steps": torch.from_numpy(steps)}

@@ -340,7 +340,7 @@ class WeightRecorder:
         with torch.no_grad():
             for g in self._groups:
                 upd, mom = g.take(n)  # buffers handed over, not copied
-                nbytes += upd.numel() * upd.element_size() + 8 * sum(g.coord_counts)
+                nbytes += (n * upd.element_size() + 8) * sum(g.coord_counts)
                 if upd.is_cuda:  # finish on the device, then one non-blocking copy each
                     upd, mom = finish(upd, mom, g.numels)
                     upd, ev = to_host(upd)
@@ -349,27 +349,33 @@ class WeightRecorder:
                         mom, ev = to_host(mom)
                         events.append(ev)
                     parts.append((g, upd, mom, True))
-                else:  # negation and float64 moments on the store's writer thread
+                else:  # signs and float64 moments on the store's writer thread
                     parts.append((g, upd, mom, False))
         steps = self._steps[:n].copy()
         self._row = 0
         order = list(self._order)
+        releases = []
 
         def build() -> dict:
             data = {}
             for g, upd, mom, done in parts:
-                if not done:
-                    raw = upd, mom
-                    upd, mom = finish(upd, mom, g.numels)  # new tensors: the raw ones are free
-                    g.give_back(*raw)
-                cols = torch.split(upd, g.coord_counts, dim=1)
+                if done:
+                    updates = [c.contiguous() for c in torch.split(upd, g.coord_counts, dim=1)]
+                else:
+                    updates, mom, release = g.finished(upd, mom, n)
+                    if release is not None:
+                        releases.append(release)
                 for k, name in enumerate(g.names):
-                    data[name] = (g.coords[k], cols[k], None if mom is None else mom[:, :, k],
+                    data[name] = (g.coords[k], updates[k], None if mom is None else mom[:, :, k],
                                   g.shapes[k], g.numels[k])
             return {name: data[name] for name in order}
 
+        def written() -> None:  # the buffers the shard was written from go back to the groups
+            for release in releases:
+                release()
+
         self.store.write_trajectories(steps, build, ready=Events(events + running),
-                                      nbytes=nbytes)
+                                      nbytes=nbytes, done=written)
 
     # -------------------------------------------------------------- lifetime
     @property
