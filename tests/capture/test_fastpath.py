@@ -102,6 +102,15 @@ def test_fused_and_block_paths_record_the_same(tmp_path, monkeypatch):
     block = _record(tmp_path / "block", False)
     assert block.manifest["recorders"]["weights"]["kernel"] == "block"
     cols = ["mean", "var", "skewness", "kurtosis"]
+    # snapshots: taken by the kernel's pass (with their power sums) or copied, the same bits;
+    # statistics from the kernel's shifted sums or the store's two-pass float64 kernel
+    fs, bs = (r.frame().query("kind == 'snapshot'").reset_index(drop=True)
+              for r in (fused, block))
+    assert fs[["step", "tensor"]].equals(bs[["step", "tensor"]]) and len(fs) == 5 * 4
+    np.testing.assert_allclose(fs[cols].to_numpy(), bs[cols].to_numpy(), rtol=1e-9, atol=1e-12)
+    for step in fs["step"].unique():
+        a, b = fused.snapshot(int(step)), block.snapshot(int(step))
+        assert all(torch.equal(a[k], b[k]) for k in b)
     for name in fused.tensor_names():
         np.testing.assert_array_equal(fused.trajectories(name).updates,
                                       block.trajectories(name).updates)
@@ -113,7 +122,7 @@ def test_fused_and_block_paths_record_the_same(tmp_path, monkeypatch):
 def test_fused_kernel_moments_match_numpy_when_the_mean_dwarfs_the_spread(rng):
     """Power sums about the sampled mean, in float64: the central moments of -Δw stay exact
     when every coordinate moves by about the same amount (a mean 10^4 standard deviations
-    away from zero)."""
+    away from zero); a snapshot taken in the same pass is the weights, with their moments."""
     kernel = _kernels.step_kernel()
     if kernel is None:
         pytest.skip("numba is not installed")
@@ -127,10 +136,21 @@ def test_fused_kernel_moments_match_numpy_when_the_mean_dwarfs_the_spread(rng):
     bounds = np.cumsum([0, *[c.size for c in coords]]).astype(np.int64)
     upd = np.empty(bounds[-1], np.float32)
     mom = np.empty((5, len(sizes)))
+    snap, snap_sums = np.empty_like(prev), np.empty((5, len(sizes)))
     kernel(np.array([p.data_ptr() for p in params], np.int64), prev,
            np.cumsum([0, *sizes[:-1]]).astype(np.int64), np.array(sizes, np.int64),
-           np.concatenate(coords).astype(np.int64), bounds, upd, 0, 1, mom, True)
+           np.concatenate(coords).astype(np.int64), bounds, upd, 0, 1, mom, True,
+           snap, snap_sums, True)
     np.testing.assert_array_equal(prev, np.concatenate(after))  # the weights, for next step
+    np.testing.assert_array_equal(snap, np.concatenate(after))  # and the snapshot
+    snap_raw = _io.moments_from_sums(snap_sums.T, np.array(sizes))
+    for k, n in enumerate(sizes):  # the snapshot's statistics, against numpy and scipy
+        a = after[k].astype(np.float64)
+        fin = _io.finish_moments(snap_raw[k], n)
+        np.testing.assert_allclose(fin[:2], [a.mean(), a.var()], rtol=1e-12, atol=1e-300)
+        if n > 2:
+            np.testing.assert_allclose(fin[2:], [scipy.stats.skew(a), scipy.stats.kurtosis(a)],
+                                       rtol=1e-9)
     fin = _group.finish_moments(torch.from_numpy(mom)[None], sizes)
     for k, n in enumerate(sizes):
         d = (after[k] - before[k]).astype(np.float64)  # Δw as recorded: float32 differences

@@ -53,17 +53,41 @@ def _as_pointer(typingctx, address):
 
 
 @numba.njit(nogil=True, fastmath=True, cache=True)
+def _power_sums(x, shift, sums, k):
+    """``sums[:, k]`` = the sums of ``z, z**2, z**3, z**4`` (``z = x - shift``) and the
+    shift, accumulated in float64."""
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    s4 = 0.0
+    for t in range(x.shape[0]):
+        z = x[t] - shift
+        z2 = z * z
+        s1 += z
+        s2 += z2
+        s3 += z2 * z
+        s4 += z2 * z2
+    sums[0, k] = s1
+    sums[1, k] = s2
+    sums[2, k] = s3
+    sums[3, k] = s4
+    sums[4, k] = shift
+
+
+@numba.njit(nogil=True, fastmath=True, cache=True)
 def fused_step(pointers, prev, offsets, numels, coords, coord_bounds, upd, row, rows, mom,
-               moments):
+               moments, snap, snap_sums, snapshot):
     """After a step: Δw at the sampled coordinates into row `row` of `upd`; ``mom`` (5, K) =
     the sums of ``y, y**2, y**3, y**4`` (``y = -Δw - shift``) and the shift per tensor, when
-    `moments`; ``prev`` (N,) = the current weights.
+    `moments`; ``prev`` (N,) = the current weights; when `snapshot`, ``snap`` (N,) = the
+    current weights too and ``snap_sums`` (5, K) their shifted power sums.
 
     ``pointers[k]`` is the address of tensor k's values (``numels[k]`` of prev's dtype),
     ``offsets[k]`` where they start in ``prev``; ``coords`` are indices within each
     tensor, those of tensor k at ``coords[coord_bounds[k]:coord_bounds[k + 1]]``. ``upd``
     is flat: tensor k's updates are a contiguous ``(rows, C_k)`` slab starting at
-    ``rows * coord_bounds[k]``, so that the store writes each slab as it is.
+    ``rows * coord_bounds[k]``, so that the store writes each slab as it is. Shifts are the
+    means over the sampled coordinates (exact means when all are sampled).
     """
     for k in range(offsets.shape[0]):
         n = numels[k]
@@ -72,15 +96,22 @@ def fused_step(pointers, prev, offsets, numels, coords, coord_bounds, upd, row, 
         first, last = coord_bounds[k], coord_bounds[k + 1]
         out = upd[rows * first + row * (last - first):rows * first + (row + 1) * (last - first)]
         total = 0.0
+        level = 0.0
         for c in range(first, last):
             i = coords[c]
             d = w[i] - before[i]  # Δw, the exact difference of two floats
             out[c - first] = d
             total -= d
+            level += w[i]
+        m = max(last - first, 1)
+        if snapshot:  # the weights themselves, copied and summed while they are in cache
+            taken = snap[offsets[k]:offsets[k] + n]
+            taken[:] = w
+            _power_sums(taken, level / m, snap_sums, k)
         if not moments:
             before[:] = w
             continue
-        shift = total / max(last - first, 1)
+        shift = total / m
         s1 = 0.0
         s2 = 0.0
         s3 = 0.0

@@ -166,8 +166,9 @@ class Group:
         return None if any(p is None for p in ps) else ps
 
     # ---------------------------------------------------------------- per step
-    def post(self, row: int) -> None:
-        """After an optimizer step: record it in flush row `row`."""
+    def post(self, row: int, snapshot: torch.dtype | None = None) -> None:
+        """After an optimizer step: record it in flush row `row`; `snapshot` (the store's
+        dtype) when :meth:`snapshot_flat` will be asked for this step's weights."""
         raise NotImplementedError
 
     def drain(self) -> None:
@@ -202,25 +203,32 @@ class Group:
         self.new_buffers()
         return upd, mom
 
-    def snapshot_flat(self, dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
-        """The current parameters concatenated into one flat tensor of `dtype`, and its views
-        with the parameters' shapes: a buffer from the pool (see :meth:`give_back_snapshot`)
-        when one is free, else a new one."""
+    def snapshot_flat(self, dtype: torch.dtype
+                      ) -> tuple[torch.Tensor, list[torch.Tensor], np.ndarray | None] | None:
+        """The current parameters concatenated into one flat tensor of `dtype`, its views with
+        the parameters' shapes, and their shifted power sums (5, K) when already computed
+        (else None: the store computes the statistics): a buffer from the pool (see
+        :meth:`give_back_snapshot`) when one is free, else a new one."""
         ps = self.params()
         if ps is None:
             return None
-        while self.snap_pool:
-            flat, views = self.snap_pool.pop()
-            if flat.dtype == dtype:
-                break
-        else:
+        taken = self._pooled_snapshot(dtype)
+        if taken is None:
             flat = torch.cat([p.detach().reshape(-1) for p in ps]).to(dtype)
-            return flat, self.views_of(flat)
+            return flat, self.views_of(flat), None
+        flat, views = taken
         if dtype == ps[0].dtype:
             torch.cat([p.detach().reshape(-1) for p in ps], out=flat)
         else:
             torch._foreach_copy_(views, [p.detach() for p in ps])
-        return flat, views
+        return flat, views, None
+
+    def _pooled_snapshot(self, dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+        while self.snap_pool:
+            flat, views = self.snap_pool.pop()
+            if flat.dtype == dtype:
+                return flat, views
+        return None
 
     def views_of(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Views of a flat snapshot with the parameters' shapes."""
@@ -264,6 +272,8 @@ class FusedGroup(Group):
         self._layout: list[tuple] = []
         self._pointers_np = np.zeros(len(ps), dtype=np.int64)
         self._staging: torch.Tensor | None = None
+        # the snapshot that post() took for the next snapshot_flat(): (flat, views, sums)
+        self._taken: tuple[torch.Tensor, list[torch.Tensor], np.ndarray] | None = None
         self._run(self._addresses(ps), 0)
 
     @property
@@ -326,16 +336,39 @@ class FusedGroup(Group):
         torch._foreach_copy_(views, [p.detach() for p in ps])
         return np.array([v.data_ptr() for v in views], dtype=np.int64)
 
-    def _run(self, pointers: np.ndarray, row: int) -> None:
+    def _run(self, pointers: np.ndarray, row: int, snap: torch.Tensor | None = None,
+             snap_sums: np.ndarray | None = None) -> None:
         self.kernel(pointers, self._prev_np, self._offsets_np, self._numels_np, self._coords_np,
                     self._bounds_np, self._upd_np, row, self.flush_every,
                     self._no_mom if self._mom_np is None else self._mom_np[row],
-                    self._mom_np is not None)
+                    self._mom_np is not None,
+                    self._prev_np if snap is None else snap.numpy(),
+                    self._no_mom if snap_sums is None else snap_sums, snap is not None)
 
-    def post(self, row: int) -> None:
+    def post(self, row: int, snapshot: torch.dtype | None = None) -> None:
         ps = self.params()
-        if ps is not None:
-            self._run(self._addresses(ps), row)
+        if ps is None:
+            return
+        pointers = self._addresses(ps)
+        if snapshot != self.wdtype:  # none, or one in another dtype: snapshot_flat copies
+            self._run(pointers, row)
+            return
+        # the snapshot copied and summed by the same pass (the weights are in cache then)
+        taken = self._pooled_snapshot(snapshot)
+        flat, views = taken if taken is not None else (self._new_snapshot_buffer(), None)
+        sums = np.empty((5, len(self.numels)))
+        self._run(pointers, row, flat, sums)
+        self._taken = (flat, views if views is not None else self.views_of(flat), sums)
+
+    def _new_snapshot_buffer(self) -> torch.Tensor:
+        return torch.empty(sum(self.numels), dtype=self.wdtype)
+
+    def snapshot_flat(self, dtype: torch.dtype
+                      ) -> tuple[torch.Tensor, list[torch.Tensor], np.ndarray | None] | None:
+        taken, self._taken = self._taken, None
+        if taken is not None and taken[0].dtype == dtype:
+            return taken
+        return super().snapshot_flat(dtype)
 
 
 class BlockGroup(Group):
@@ -372,8 +405,9 @@ class BlockGroup(Group):
                                     ).to(self.device)
         self._start_block()
 
-    def post(self, row: int) -> None:
-        """After an optimizer step: copy the weights into the block's next row."""
+    def post(self, row: int, snapshot: torch.dtype | None = None) -> None:
+        """After an optimizer step: copy the weights into the block's next row (snapshots are
+        taken by :meth:`snapshot_flat`)."""
         ps = self.params()
         if ps is None:
             return

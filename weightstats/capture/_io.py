@@ -31,6 +31,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "columns",
+    "moments_from_sums",
     "safetensors_parts",
     "moment_index_rows",
     "write_index_part",
@@ -166,6 +167,25 @@ def write_index_part(path: str, batches: list[dict], *, fsync: bool = False) -> 
 def columns(rows: list[dict]) -> dict[str, list]:
     """Index rows given as dicts -> one column batch ``{column: values}``."""
     return {c: [r.get(c) for r in rows] for c in INDEX_COLUMNS}
+
+
+def moments_from_sums(sums: np.ndarray, numel: np.ndarray) -> np.ndarray:
+    """Shifted power sums ``(..., 5)``: ``(S1, S2, S3, S4, a)`` with ``S_k = sum((x - a)**k)``
+    over `numel` values -> ``(..., 4)``: ``(mean, var, sum c**3, sum c**4)`` (the input of
+    :func:`finish_moments`), in float64. With ``E_k = S_k / n``: ``mean = a + E1``,
+    ``var = E2 - E1**2``, ``sum c**3 = n (E3 - 3 E1 E2 + 2 E1**3)``, ``sum c**4 = n (E4 -
+    4 E1 E3 + 6 E1**2 E2 - 3 E1**4)``; a shift near the mean keeps ``E1`` small, so the
+    combination loses no accuracy. NaN for an empty tensor."""
+    sums = np.asarray(sums, dtype=np.float64)
+    n = np.asarray(numel, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e1, e2, e3, e4 = (sums[..., k] / n for k in range(4))
+        var = np.maximum(e2 - e1 * e1, 0.0)
+        m3 = e3 - 3 * e1 * e2 + 2 * e1**3
+        m4 = np.maximum(e4 - 4 * e1 * e3 + 6 * e1**2 * e2 - 3 * e1**4, 0.0)
+        out = np.stack([sums[..., 4] + e1, var, m3 * n, m4 * n], axis=-1)
+    out[n == 0] = np.nan
+    return out
 
 
 def finish_moments(raw: np.ndarray, numel: int) -> np.ndarray:

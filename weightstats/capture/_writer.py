@@ -234,9 +234,17 @@ class StoreWriterMixin:
         _io.atomic_save_tensors(path, tensors, metadata, fsync=self._fsync)
         self._pending_rows.extend(batches)
 
-    def _moment_rows(self, xs: list[torch.Tensor]) -> list[dict]:
-        """Index statistics of CPU tensors (float64, two-pass; see _kernels.moments_of)."""
-        fin = _io.finish_moments(self._moments([_as_float(t) for t in xs]).numpy(),
+    def _raw_moments(self, xs: list[torch.Tensor], sums: list | None = None) -> np.ndarray:
+        """``(mean, var, sum c**3, sum c**4)`` rows of CPU tensors: from the shifted power sums
+        the recorder's fused kernel took (`sums`, one per tensor) when it took them all, else
+        computed here (float64, two-pass; see _kernels.moments_of)."""
+        if sums is not None and len(sums) == len(xs) and all(s is not None for s in sums):
+            return _io.moments_from_sums(np.stack(sums), np.array([t.numel() for t in xs]))
+        return self._moments([_as_float(t) for t in xs]).numpy()
+
+    def _moment_rows(self, xs: list[torch.Tensor], sums: list | None = None) -> list[dict]:
+        """Index statistics of CPU tensors (see :meth:`_raw_moments`)."""
+        fin = _io.finish_moments(self._raw_moments(xs, sums),
                                  np.array([max(1, t.numel()) for t in xs]))
         return [{"numel": t.numel(), "mean": float(f[0]), "var": float(f[1]),
                  "skewness": float(f[2]), "kurtosis": float(f[3])} for t, f in zip(xs, fin)]
@@ -263,13 +271,17 @@ class StoreWriterMixin:
 
     # ------------------------------------------------------------------ writer API
     def write_snapshot(self, step: int, tensors: Mapping[str, torch.Tensor], *,
-                       ready: Any = None, done: Callable[[], None] | None = None) -> bool:
+                       ready: Any = None, done: Callable[[], None] | None = None,
+                       sums: Mapping[str, np.ndarray] | None = None) -> bool:
         """Queue a full snapshot of `tensors` (CPU tensors the caller will not modify).
 
         `ready` is an optional object with ``synchronize()`` (a CUDA event) that the writer
         thread waits on before reading the tensors. `done`, when given, is called once the
         tensors are no longer needed (on the writer thread, or at once when nothing is
-        written). Returns False when the store's bounds made it skip this snapshot.
+        written). `sums` may give, per tensor, the float64 shifted power sums
+        ``(S1, S2, S3, S4, shift)`` of its values (``S_k = sum((x - shift)**k)``), already
+        taken by the recorder: the index statistics then come from them. Returns False when
+        the store's bounds made it skip this snapshot.
         """
         self._require_writer()
         nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
@@ -290,10 +302,12 @@ class StoreWriterMixin:
             try:
                 if ready is not None:
                     ready.synchronize()
+                given = None if sums is None else [sums.get(name) for name in tensors]
                 rows = [
                     {"step": int(step), "epoch": None, "tensor": name, "kind": "snapshot",
                      "shard": rel, "seq": seq, **mom}
-                    for name, mom in zip(tensors, self._moment_rows(list(tensors.values())))
+                    for name, mom in zip(tensors,
+                                         self._moment_rows(list(tensors.values()), given))
                 ]
                 meta = {"kind": "snapshot", "step": str(int(step)), "rows": json.dumps(rows)}
                 self._finish_shard(path, tensors, meta, [_io.columns(rows)])
@@ -311,7 +325,8 @@ class StoreWriterMixin:
         return self.max_snapshots is None and self.max_bytes is None
 
     def write_snapshots(self, steps: list[int], snapshots: list[Mapping[str, torch.Tensor]],
-                        *, ready: Any = None, done: Callable[[], None] | None = None) -> bool:
+                        *, ready: Any = None, done: Callable[[], None] | None = None,
+                        sums: list[Mapping[str, np.ndarray] | None] | None = None) -> bool:
         """Queue several full snapshots (same tensor names, shapes and dtypes) as one shard.
 
         One file instead of one per snapshot: below about one snapshot per millisecond of
@@ -321,7 +336,8 @@ class StoreWriterMixin:
         dimension, and ``steps``. A store with bounds (``max_snapshots``, ``max_bytes``)
         writes one file per snapshot instead, so that thinning can delete single snapshots.
         `ready` and `done` as for :meth:`write_snapshot` (`done` is called once, after the
-        last snapshot). Returns False when nothing was written.
+        last snapshot); `sums`, one mapping (or None) per snapshot, as for
+        :meth:`write_snapshot`. Returns False when nothing was written.
         """
         self._require_writer()
         steps = [int(s) for s in steps]
@@ -330,7 +346,9 @@ class StoreWriterMixin:
                 done()
             return False
         if len(steps) == 1 or not self.stacks_snapshots:
-            written = [self.write_snapshot(s, t, ready=ready) for s, t in zip(steps, snapshots)]
+            each_sums = sums if sums is not None else [None] * len(steps)
+            written = [self.write_snapshot(s, t, ready=ready, sums=m)
+                       for s, t, m in zip(steps, snapshots, each_sums)]
             if done is not None:  # after those writes, in queue order
                 self._submit(done)
             return any(written)
@@ -365,7 +383,9 @@ class StoreWriterMixin:
             for name in names:  # stacked on disk, written piece by piece: no copy
                 tensors[name] = [t[name] for t in snapshots]
             numels = [snapshots[0][n].numel() for n in names]
-            raw = self._moments([_as_float(t[n]) for t in snapshots for n in names]).numpy()
+            given = None if sums is None else [
+                None if m is None else m.get(n) for m in sums for n in names]
+            raw = self._raw_moments([t[n] for t in snapshots for n in names], given)
             fin = _io.finish_moments(raw.reshape(len(steps), len(names), 4),
                                      np.maximum(numels, 1))  # (steps, tensors, 4)
             tensors["::moments"] = torch.from_numpy(np.ascontiguousarray(fin))

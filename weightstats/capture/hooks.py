@@ -233,7 +233,7 @@ class WeightRecorder:
         # per snapshot costs more than the bytes when snapshots are frequent), where the store
         # stacks snapshots at all
         self._group_snapshots = self.every < self.flush_every and self.store.stacks_snapshots
-        self._pending: list[tuple[int, dict, list, list]] = []
+        self._pending: list[tuple[int, dict, list, list, dict]] = []
         self._pending_bytes = 0
         self._snapshot(now=True)  # the initialisation (or the resumed weights)
         self._handles.append(optimizer.register_step_post_hook(self._post_step))
@@ -275,9 +275,11 @@ class WeightRecorder:
     # -------------------------------------------------------------- hooks
     def _post_step(self, optimizer, args, kwargs) -> None:
         row = self._row
+        # a snapshot step: the fused kernel copies and sums the weights in its pass
+        snap = self._store_dtype if (self.step + 1) % self.every == 0 else None
         with torch.no_grad():
             for g in self._groups:
-                g.post(row)
+                g.post(row, snap)
         self.step += 1
         self._steps[row] = self.step
         self._row = row + 1
@@ -292,27 +294,29 @@ class WeightRecorder:
     def _snapshot(self, *, now: bool = False) -> None:
         """Take a snapshot of the current weights; write it at once (`now`, or when
         snapshots are rarer than flushes) or keep it for the next flush's shard."""
-        tensors, events, buffers = {}, [], []
+        tensors, events, buffers, sums = {}, [], [], {}
         with torch.no_grad():
             for g in self._groups:
                 taken = g.snapshot_flat(self._store_dtype)
                 if taken is None:
                     continue
-                flat, views = taken
+                flat, views, group_sums = taken
                 if flat.is_cuda:
                     flat, ev = to_host(flat)
                     events.append(ev)
                     views = g.views_of(flat)
                 buffers.append((g, flat, views))
                 tensors.update(zip(g.names, views))
+                if group_sums is not None:
+                    sums.update(zip(g.names, group_sums.T))
         if not tensors:
             return
         tensors = {n: tensors[n] for n in self._order if n in tensors}
         if now or not self._group_snapshots:
             self.store.write_snapshot(self.step, tensors, ready=Events(events),
-                                      done=_giver(buffers))
+                                      done=_giver(buffers), sums=sums)
             return
-        self._pending.append((self.step, tensors, events, buffers))
+        self._pending.append((self.step, tensors, events, buffers, sums))
         self._pending_bytes += sum(t.numel() * t.element_size() for t in tensors.values())
         if self._pending_bytes >= SNAPSHOT_GROUP_BYTES:
             self._write_snapshots()
@@ -325,7 +329,8 @@ class WeightRecorder:
         steps = [p[0] for p in pending]
         events = [ev for p in pending for ev in p[2]]
         self.store.write_snapshots(steps, [p[1] for p in pending], ready=Events(events),
-                                   done=_giver([b for p in pending for b in p[3]]))
+                                   done=_giver([b for p in pending for b in p[3]]),
+                                   sums=[p[4] for p in pending])
 
     def _flush_trajectories(self) -> None:
         n = self._row
