@@ -32,3 +32,16 @@ def test_python_fallback_records_what_the_scripted_kernels_record(tmp_path, monk
     a, b = scripted.frame(), python.frame()
     assert a[["step", "tensor", "kind"]].equals(b[["step", "tensor", "kind"]])
     np.testing.assert_allclose(b[cols].to_numpy(), a[cols].to_numpy(), rtol=1e-6, atol=1e-9)
+
+
+def test_a_kernel_that_fails_to_compile_leaves_the_block_path(tmp_path, monkeypatch):
+    """numba installed but unable to compile (an unsupported CPU, a broken LLVM): the recorder
+    records through the block path instead of failing."""
+
+    def broken(*args):
+        raise RuntimeError("LLVM ERROR: cannot select")
+
+    monkeypatch.setattr(_kernels, "step_kernel", lambda: broken)
+    run = _record(tmp_path / "r")
+    assert run.manifest["recorders"]["weights"]["kernel"] == "block"
+    assert len(run.trajectories("0.weight").updates) == 9

@@ -18,14 +18,18 @@ recorder of exact updates must do). Alone in a hot cache it takes 19 us a step, 
 for the TorchScript reduction.
 
 The kernel reads the parameters through their data pointers, so that a step costs one call
-whatever the number of tensors; the caller checks, every step, that every parameter still
-lives where it did (same pointer, CPU, dtype, contiguous) and stages them through a copy
-otherwise (see :class:`~weightstats.capture._group.FusedGroup`).
+whatever the number of tensors; the caller checks, every step, that no parameter changed
+address, dtype or strides, and stages them through a copy when one is no longer a contiguous
+CPU tensor of the group's dtype (see :class:`~weightstats.capture._group.FusedGroup`).
+On a snapshot step the same pass also copies the weights into the snapshot buffer and
+accumulates their own power sums, so the store does not read the snapshot again for its
+statistics.
 
 The sampled differences are Δw, laid out per tensor as the store writes them; the power sums
-are, as in the block reduction, of ``y = -Δw - shift``, the shift being the mean of the sampled differences of the
-step (the exact mean when every coordinate is sampled), so that ``sum(y)`` is small and the
-central moments follow without cancellation (:func:`~weightstats.capture._group.finish`).
+are, as in the block reduction, of ``y = -Δw - shift``, the shift being the mean of the sampled
+differences of the step (the exact mean when every coordinate is sampled), so that ``sum(y)``
+is small and the central moments follow without cancellation
+(:func:`~weightstats.capture._group.finish_moments`).
 
 This module imports numba; :func:`weightstats.capture._kernels.step_kernel` imports it when
 the recorder first needs it and returns None where numba is missing or fails to compile,

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 
@@ -223,7 +224,8 @@ class Group:
             torch._foreach_copy_(views, [p.detach() for p in ps])
         return flat, views, None
 
-    def _pooled_snapshot(self, dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+    def _pooled_snapshot(self, dtype: torch.dtype
+                         ) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
         while self.snap_pool:
             flat, views = self.snap_pool.pop()
             if flat.dtype == dtype:
@@ -481,8 +483,15 @@ def make_group(named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: 
               if first.device.type == "cpu" and first.dtype in (torch.float32, torch.float64)
               else None)
     if kernel is not None:
-        return FusedGroup(named, moments=moments, flush_every=flush_every, worker=worker,
-                          kernel=kernel)
+        try:
+            with warnings.catch_warnings():
+                # the first call compiles the kernel, or loads it from numba's cache (which
+                # warns where no cache folder is writable, and then compiles once per process)
+                warnings.simplefilter("ignore")
+                return FusedGroup(named, moments=moments, flush_every=flush_every,
+                                  worker=worker, kernel=kernel)
+        except Exception:  # noqa: BLE001 - numba could not compile it here: the block path
+            pass
     return BlockGroup(named, moments=moments, flush_every=flush_every, worker=worker)
 
 

@@ -13,8 +13,9 @@ Python and 9 % slower with the scripted one (``bench/capture_overhead.py``, ``ke
 Forking the scripted kernel onto torch's inter-op pool (``torch.jit.fork``), which needs no
 Python thread at all, measured the same (1.081 against 1.076 with blocks of 25 steps), and it
 leaves that pool without threads in processes forked later: a ``torch.distributed`` job forked
-after a recording hung. So a Python thread runs it. ``torch.jit.script`` is deprecated in recent torch releases; where it is missing or
-fails, :func:`block_kernel` falls back to the same function run by Python (same results).
+after a recording hung. So a Python thread runs it. ``torch.jit.script`` is deprecated in
+recent torch releases; where it is missing or fails, :func:`block_kernel` falls back to the
+same function run by Python (same results).
 
 :func:`moments_of` (float64 moments of the tensors of one or more snapshots) is scripted for
 the same reason: the store's writer thread runs it while training goes on.

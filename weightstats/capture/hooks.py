@@ -173,7 +173,8 @@ class WeightRecorder:
         self.store: RunStore | None = None
         self._own_store = False
         self._groups: list[Group] = []
-        self._worker = JobThread(threaded=False, name="weightstats-step-worker")  # replaced below; no thread until then
+        # replaced below; no thread until then
+        self._worker = JobThread(threaded=False, name="weightstats-step-worker")
         self._order: list[str] = []
         self.skipped: list[str] = []
         if not self.active:  # not rank 0: record nothing, attach nothing
