@@ -12,16 +12,18 @@ What a recorder promises
   :class:`torch.Generator`).
 * It owns its hook handles and removes every one on :meth:`close` / ``__exit__``; it holds
   weak references to the model and its parameters.
-* Per-step work stays on the parameter's device and does not synchronise it. The training
-  thread runs one batched kernel per step: a copy of the weights after the step into a block
-  of rows. Once per block of a few steps, one reduction takes the exact differences, gathers
-  the sampled coordinates and computes the moment sums; on the CPU it runs on a thread of its
-  own when a core is free (``step_thread``), with bitwise the same results (see
-  :mod:`weightstats.capture._group`). The sampled updates and raw moments go into buffers
-  that are handed to the store once per `flush_every` steps (pinned, non-blocking copies on
-  CUDA), where its writer thread negates them and finishes the moments in float64;
-  snapshots are one concatenation into a reused buffer on the training thread, encoded and
-  written by the store's writer thread (the snapshots of one flush interval as one shard).
+* Per-step work stays on the parameter's device and does not synchronise it. For CPU
+  float32/float64 parameters (with numba) the training thread runs one compiled pass per
+  step that reads each weight once and takes the exact differences, the sampled coordinates
+  and the moment sums (in float64), and on snapshot steps also copies the weights into the
+  snapshot buffer with their power sums. Otherwise (CUDA, half precision, no numba) it runs
+  one batched copy per step into a block of rows, and once per block one reduction, on a
+  thread of its own when a CPU core is free (``step_thread``), with bitwise the same results
+  (see :mod:`weightstats.capture._group`). The sampled updates and raw moments go into
+  buffers that are handed to the store once per `flush_every` steps (pinned, non-blocking
+  copies on CUDA), where its writer thread finishes the moments in float64 and writes them;
+  snapshots are written by the store's writer thread (the snapshots of one flush interval
+  as one shard).
 * The update of step ``t`` is ``w_t - w_{t-1}``: the weights after the step minus the weights
   after the previous step (or when the recorder attached). It includes anything that changed
   the weights in between (a weight constraint applied after ``step``, say), so the updates
@@ -106,10 +108,11 @@ class WeightRecorder:
         trajectory shard.
     moments : bool
         Compute the moments (mean, var, skewness, kurtosis) of each tensor's whole update at
-        every step. The recorder holds a block of ``rows + 1`` copies of the selected
-        parameters on their device (``rows``, at most 25, is fewer for large models: see
+        every step. The recorder holds one copy of the selected CPU float32/float64
+        parameters (the fused kernel); on the block path a block of ``rows + 1`` copies on
+        their device (``rows``, at most 25, is fewer for large models: see
         :func:`~weightstats.capture._group.block_rows`), twice that with moments and twice
-        again with the step thread; with ``moments=False`` only the sampled coordinates
+        again with the step thread. With ``moments=False`` only the sampled coordinates
         are kept.
     seed : int
         Seed of the recorder's own :class:`torch.Generator` (coordinate sampling).
@@ -117,7 +120,8 @@ class WeightRecorder:
         Step number of the current weights: 0 for a new store, and by default the last
         recorded step when continuing a store opened with ``mode="a"``.
     step_thread : bool, optional
-        Run the block reductions of CPU parameters on a thread of their own, overlapping the
+        On the block path (CPU parameters without numba's fused kernel: half precision, or
+        numba missing), run the block reductions on a thread of their own, overlapping the
         next training steps (bitwise the same records; a second block of buffers). By
         default (None) on when torch's intra-op threads leave a CPU core free
         (``torch.get_num_threads()`` below the cores this process may use), off otherwise:
