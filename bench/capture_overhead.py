@@ -25,6 +25,8 @@ writing one file, each as a fraction of a training step.
                                                [--step-thread auto|on|off] [--dir .]
 
 Targets (issue 5): <= 1.05 with every=100, <= 1.25 with every=1 (a full snapshot every step).
+The kernels line runs whichever per-step path the recorder would pick (numba's fused pass for
+these float32 CPU models; the block path where numba is missing).
 """
 
 from __future__ import annotations
