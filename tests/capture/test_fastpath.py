@@ -280,3 +280,16 @@ def test_scripted_kernels_match_their_python_definitions(rng):
     pieces = [torch.from_numpy(rng.normal(size=n)) for n in (5, 0, 40)]
     torch.testing.assert_close(_kernels.moments_kernel()(pieces), _kernels.moments_of(pieces),
                                equal_nan=True)
+
+
+def test_numpy_moments_of_small_tensors_match_the_scripted_kernel(rng):
+    """Small tensors' index statistics come from numpy: the same numbers as the kernel."""
+    xs = [torch.from_numpy(rng.normal(3.0, 2.0, size=(40, 7)).astype(np.float32)),
+          torch.empty(0),
+          torch.from_numpy(rng.gamma(2.0, size=50)),
+          torch.arange(20),  # integer labels
+          torch.from_numpy(rng.normal(size=33).astype(np.float32)).to(torch.bfloat16)]
+    expected = _kernels.moments_kernel()([x if x.dtype in (torch.float32, torch.float64)
+                                          else x.float() for x in xs]).numpy()
+    np.testing.assert_allclose(_io.moments_numpy(xs), expected, rtol=1e-12, atol=1e-12,
+                               equal_nan=True)

@@ -32,6 +32,7 @@ __all__ = [
     "atomic_write_json",
     "columns",
     "moments_from_sums",
+    "moments_numpy",
     "safetensors_parts",
     "moment_index_rows",
     "write_index_part",
@@ -62,6 +63,10 @@ _INDEX_SCHEMA = pa.schema(
 )
 
 
+#: files at most this large are joined into one buffer and written with one call
+JOIN_BYTES = 1 << 20
+
+
 def atomic_write_bytes(path: str, data: bytes | list, *, fsync: bool = False) -> int:
     """Write `data` (bytes, or a list of buffers written one after the other) to `path`
     through a temporary file and a rename; return the bytes written.
@@ -72,6 +77,8 @@ def atomic_write_bytes(path: str, data: bytes | list, *, fsync: bool = False) ->
     folder, name = os.path.split(path)
     tmp = os.path.join(folder, f".{name}{TMP_MARKER}{os.getpid()}-{threading.get_ident()}")
     parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if len(parts) > 1 and sum(memoryview(p).nbytes for p in parts) <= JOIN_BYTES:
+        parts = [b"".join(parts)]  # one write: each call hands the GIL to the training thread
     n = 0
     with open(tmp, "wb") as fh:
         # one write per buffer: os.writev of the ~600 buffers of a shard of stacked snapshots
@@ -204,6 +211,24 @@ def moments_from_sums(sums: np.ndarray, numel: np.ndarray) -> np.ndarray:
         m4 = np.maximum(e4 - 4 * e1 * e3 + 6 * e1**2 * e2 - 3 * e1**4, 0.0)
         out = np.stack([sums[..., 4] + e1, var, m3 * n, m4 * n], axis=-1)
     out[n == 0] = np.nan
+    return out
+
+
+def moments_numpy(xs: list[torch.Tensor]) -> np.ndarray:
+    """``(mean, var, sum c**3, sum c**4)`` rows (float64, two-pass; NaN for an empty tensor)
+    of small CPU tensors: the numbers of :func:`~weightstats.capture._kernels.moments_of`,
+    computed by numpy."""
+    out = np.full((len(xs), 4), np.nan)
+    for i, t in enumerate(xs):
+        if t.numel() == 0:
+            continue
+        if t.dtype not in _NUMPY_DTYPES:  # bfloat16: exact in float32
+            t = t.float()
+        a = t.detach().numpy().reshape(-1).astype(np.float64)
+        mean = a.mean()
+        c = a - mean
+        c2 = c * c
+        out[i] = (mean, c2.mean(), c2 @ c, c2 @ c2)
     return out
 
 
