@@ -137,11 +137,12 @@ def test_fused_kernel_moments_match_numpy_when_the_mean_dwarfs_the_spread(rng):
     upd = np.empty(bounds[-1], np.float32)
     mom = np.empty((5, len(sizes)))
     snap, snap_sums = np.empty_like(prev), np.empty((5, len(sizes)))
-    kernel(np.array([p.data_ptr() for p in params], np.int64), prev,
+    old = prev.copy()
+    kernel(np.array([p.data_ptr() for p in params], np.int64), prev, snap, False,
            np.cumsum([0, *sizes[:-1]]).astype(np.int64), np.array(sizes, np.int64),
            np.concatenate(coords).astype(np.int64), bounds, upd, 0, 1, mom, True,
-           snap, snap_sums, True)
-    np.testing.assert_array_equal(prev, np.concatenate(after))  # the weights, for next step
+           snap_sums, True)
+    np.testing.assert_array_equal(prev, old)  # read only: the weights went into the snapshot
     np.testing.assert_array_equal(snap, np.concatenate(after))  # and the snapshot
     snap_raw = _io.moments_from_sums(snap_sums.T, np.array(sizes))
     for k, n in enumerate(sizes):  # the snapshot's statistics, against numpy and scipy
@@ -293,3 +294,36 @@ def test_numpy_moments_of_small_tensors_match_the_scripted_kernel(rng):
                                           else x.float() for x in xs]).numpy()
     np.testing.assert_allclose(_io.moments_numpy(xs), expected, rtol=1e-12, atol=1e-12,
                                equal_nan=True)
+
+
+@pytest.mark.parametrize("moments", [True, False])
+def test_snapshot_every_step_through_the_fused_pass_matches_the_block_path(tmp_path, monkeypatch,
+                                                                          moments):
+    """every=1: each snapshot buffer is also the next step's previous weights, and the
+    store (one file per snapshot when bounded) hands it back while the recorder may still
+    read it. Every snapshot, update and statistic equals the block path's."""
+
+    def record(path):
+        model = make_mlp(4, dropout=0.0)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        store = RunStore.create(path, max_snapshots=1000)
+        with WeightRecorder(model, opt, every=1, coords=40, flush_every=4, store=store,
+                            moments=moments):
+            train(model, opt, *data(), 11)
+        store.close()
+        return RunStore.open(path)
+
+    fused = record(tmp_path / "fused")
+    monkeypatch.setattr(_kernels, "step_kernel", lambda: None)
+    block = record(tmp_path / "block")
+    assert fused.manifest["recorders"]["weights"]["kernel"] == "fused"
+    for step in range(12):
+        a, b = fused.snapshot(step), block.snapshot(step)
+        assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in b), step
+    cols = ["mean", "var", "skewness", "kurtosis"]
+    fs, bs = (r.frame().query("kind == 'snapshot'").sort_values(["step", "tensor"])
+              for r in (fused, block))
+    np.testing.assert_allclose(fs[cols].to_numpy(), bs[cols].to_numpy(), rtol=1e-9, atol=1e-12)
+    for name in fused.tensor_names():
+        np.testing.assert_array_equal(fused.trajectories(name).updates,
+                                      block.trajectories(name).updates)

@@ -21,9 +21,10 @@ The kernel reads the parameters through their data pointers, so that a step cost
 whatever the number of tensors; the caller checks, every step, that no parameter changed
 address, dtype or strides, and stages them through a copy when one is no longer a contiguous
 CPU tensor of the group's dtype (see :class:`~weightstats.capture._group.FusedGroup`).
-On a snapshot step the same pass also copies the weights into the snapshot buffer and
-accumulates their own power sums, so the store does not read the snapshot again for its
-statistics.
+On a snapshot step the pass writes the current weights into the snapshot buffer instead
+of back into the previous-weights buffer (the snapshot is then the next step's "previous
+weights", only read until the store has written it), and accumulates their own power sums,
+so a snapshot costs no extra copy and the store does not read it again for statistics.
 
 The sampled differences are Δw, laid out per tensor as the store writes them; the power sums
 are, as in the block reduction, of ``y = -Δw - shift``, the shift being the mean of the sampled
@@ -79,12 +80,15 @@ def _power_sums(x, shift, sums, k):
 
 
 @numba.njit(nogil=True, fastmath=True, cache=True)
-def fused_step(pointers, prev, offsets, numels, coords, coord_bounds, upd, row, rows, mom,
-               moments, snap, snap_sums, snapshot):
+def fused_step(pointers, prev, after, in_place, offsets, numels, coords, coord_bounds, upd, row,
+               rows, mom, moments, snap_sums, snapshot):
     """After a step: Δw at the sampled coordinates into row `row` of `upd`; ``mom`` (5, K) =
     the sums of ``y, y**2, y**3, y**4`` (``y = -Δw - shift``) and the shift per tensor, when
-    `moments`; ``prev`` (N,) = the current weights; when `snapshot`, ``snap`` (N,) = the
-    current weights too and ``snap_sums`` (5, K) their shifted power sums.
+    `moments`; ``after`` (N,) = the current weights, ``prev`` (N,) being the previous ones,
+    or ``prev`` itself when `in_place` (``after`` is then ignored: a loop that writes the
+    array it reads vectorises, one that writes another array that may overlap does not,
+    and ran 5x slower); when `snapshot` (never in place), ``snap_sums`` (5, K) = the
+    shifted power sums of the current weights.
 
     ``pointers[k]`` is the address of tensor k's values (``numels[k]`` of prev's dtype),
     ``offsets[k]`` where they start in ``prev``; ``coords`` are indices within each
@@ -97,6 +101,7 @@ def fused_step(pointers, prev, offsets, numels, coords, coord_bounds, upd, row, 
         n = numels[k]
         w = numba.carray(_as_pointer(pointers[k]), n, prev.dtype)
         before = prev[offsets[k]:offsets[k] + n]
+        now_out = before if in_place else after[offsets[k]:offsets[k] + n]
         first, last = coord_bounds[k], coord_bounds[k + 1]
         out = upd[rows * first + row * (last - first):rows * first + (row + 1) * (last - first)]
         total = 0.0
@@ -108,29 +113,65 @@ def fused_step(pointers, prev, offsets, numels, coords, coord_bounds, upd, row, 
             total -= d
             level += w[i]
         m = max(last - first, 1)
-        if snapshot:  # the weights themselves, copied and summed while they are in cache
-            taken = snap[offsets[k]:offsets[k] + n]
-            taken[:] = w
-            _power_sums(taken, level / m, snap_sums, k)
-        if not moments:
-            before[:] = w
-            continue
         shift = total / m
+        wshift = level / m
         s1 = 0.0
         s2 = 0.0
         s3 = 0.0
         s4 = 0.0
-        for t in range(n):
-            now = w[t]
-            y = (before[t] - now) - shift
-            before[t] = now
-            y2 = y * y
-            s1 += y
-            s2 += y2
-            s3 += y2 * y
-            s4 += y2 * y2
-        mom[0, k] = s1
-        mom[1, k] = s2
-        mom[2, k] = s3
-        mom[3, k] = s4
-        mom[4, k] = shift
+        if moments and snapshot:  # both sets of sums in one pass
+            z1 = 0.0
+            z2 = 0.0
+            z3 = 0.0
+            z4 = 0.0
+            for t in range(n):
+                now = w[t]
+                y = (before[t] - now) - shift
+                now_out[t] = now
+                y2 = y * y
+                s1 += y
+                s2 += y2
+                s3 += y2 * y
+                s4 += y2 * y2
+                z = now - wshift
+                zz = z * z
+                z1 += z
+                z2 += zz
+                z3 += zz * z
+                z4 += zz * zz
+            snap_sums[0, k] = z1
+            snap_sums[1, k] = z2
+            snap_sums[2, k] = z3
+            snap_sums[3, k] = z4
+            snap_sums[4, k] = wshift
+        elif moments and in_place:
+            for t in range(n):
+                now = w[t]
+                y = (before[t] - now) - shift
+                before[t] = now
+                y2 = y * y
+                s1 += y
+                s2 += y2
+                s3 += y2 * y
+                s4 += y2 * y2
+        elif moments:
+            for t in range(n):
+                now = w[t]
+                y = (before[t] - now) - shift
+                now_out[t] = now
+                y2 = y * y
+                s1 += y
+                s2 += y2
+                s3 += y2 * y
+                s4 += y2 * y2
+        else:
+            for t in range(n):  # a loop: a slice assignment copies through a temporary
+                now_out[t] = w[t]
+            if snapshot:
+                _power_sums(now_out, wshift, snap_sums, k)
+        if moments:
+            mom[0, k] = s1
+            mom[1, k] = s2
+            mom[2, k] = s3
+            mom[3, k] = s4
+            mom[4, k] = shift

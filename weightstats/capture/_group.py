@@ -276,6 +276,10 @@ class FusedGroup(Group):
         self._staging: torch.Tensor | None = None
         # the snapshot that post() took for the next snapshot_flat(): (flat, views, sums)
         self._taken: tuple[torch.Tensor, list[torch.Tensor], np.ndarray] | None = None
+        # prev may be a snapshot buffer that the store reads (then never written over), and
+        # the group's own buffer is then free
+        self._prev_shared = False
+        self._own: torch.Tensor | None = None
         self._run(self._addresses(ps), 0)
 
     @property
@@ -338,39 +342,66 @@ class FusedGroup(Group):
         torch._foreach_copy_(views, [p.detach() for p in ps])
         return np.array([v.data_ptr() for v in views], dtype=np.int64)
 
-    def _run(self, pointers: np.ndarray, row: int, snap: torch.Tensor | None = None,
+    def _run(self, pointers: np.ndarray, row: int, after: torch.Tensor | None = None,
              snap_sums: np.ndarray | None = None) -> None:
-        self.kernel(pointers, self._prev_np, self._offsets_np, self._numels_np, self._coords_np,
-                    self._bounds_np, self._upd_np, row, self.flush_every,
+        """One kernel call: differences against :attr:`prev`, the current weights into
+        `after` (default: over :attr:`prev`), the weights' power sums into `snap_sums`."""
+        self.kernel(pointers, self._prev_np,
+                    self._prev_np if after is None else after.numpy(), after is None,
+                    self._offsets_np,
+                    self._numels_np, self._coords_np, self._bounds_np, self._upd_np, row,
+                    self.flush_every,
                     self._no_mom if self._mom_np is None else self._mom_np[row],
                     self._mom_np is not None,
-                    self._prev_np if snap is None else snap.numpy(),
-                    self._no_mom if snap_sums is None else snap_sums, snap is not None)
+                    self._no_mom if snap_sums is None else snap_sums, snap_sums is not None)
+
+    def _set_prev(self, flat: torch.Tensor, shared: bool) -> None:
+        self.prev = flat
+        self._prev_np = flat.numpy()
+        self._prev_shared = shared
 
     def post(self, row: int, snapshot: torch.dtype | None = None) -> None:
         ps = self.params()
         if ps is None:
             return
         pointers = self._addresses(ps)
-        if snapshot != self.wdtype:  # none, or one in another dtype: snapshot_flat copies
-            self._run(pointers, row)
+        if snapshot != self.wdtype:  # none, or one in another dtype (snapshot_flat copies)
+            if not self._prev_shared:
+                self._run(pointers, row)  # in place
+                return
+            # the previous weights are a snapshot the store may still be reading: write the
+            # current ones into the group's own buffer
+            own = self._own if self._own is not None else torch.empty_like(self.prev)
+            self._own = None
+            self._run(pointers, row, own)
+            self._set_prev(own, shared=False)
             return
-        # the snapshot copied and summed by the same pass (the weights are in cache then)
+        # a snapshot step: the weights go into a snapshot buffer instead of back into prev,
+        # with their power sums; that buffer is the next step's previous weights
         taken = self._pooled_snapshot(snapshot)
-        flat, views = taken if taken is not None else (self._new_snapshot_buffer(), None)
+        if taken is not None and taken[0] is self.prev:  # written and given back already
+            taken = self._pooled_snapshot(snapshot)  # the kernel never writes what it reads
+        flat, views = taken if taken is not None else (torch.empty_like(self.prev), None)
         sums = np.empty((5, len(self.numels)))
         self._run(pointers, row, flat, sums)
+        if not self._prev_shared:
+            self._own = self.prev  # free until the next step without a snapshot
+        self._set_prev(flat, shared=True)
         self._taken = (flat, views if views is not None else self.views_of(flat), sums)
-
-    def _new_snapshot_buffer(self) -> torch.Tensor:
-        return torch.empty(sum(self.numels), dtype=self.wdtype)
 
     def snapshot_flat(self, dtype: torch.dtype
                       ) -> tuple[torch.Tensor, list[torch.Tensor], np.ndarray | None] | None:
         taken, self._taken = self._taken, None
         if taken is not None and taken[0].dtype == dtype:
             return taken
-        return super().snapshot_flat(dtype)
+        # a copy by the base class: never into the buffer that holds the previous weights
+        held = [e for e in self.snap_pool if e[0] is self.prev]
+        if held:
+            self.snap_pool[:] = [e for e in self.snap_pool if e[0] is not self.prev]
+        try:
+            return super().snapshot_flat(dtype)
+        finally:
+            self.snap_pool.extend(held)
 
 
 class BlockGroup(Group):
