@@ -249,8 +249,12 @@ class FusedGroup(Group):
     """CPU float32/float64 parameters: numba's one-pass kernel
     (:func:`~weightstats.capture._fused.fused_step`), inline after each step.
 
-    The weights after the previous step live in one flat buffer that the kernel reads and
-    overwrites in the same pass. The kernel reads the parameters through their addresses:
+    The weights after the previous step live in one flat buffer (:attr:`prev`) that the
+    kernel reads and overwrites in the same pass. On a snapshot step it writes the current
+    weights into a pooled snapshot buffer instead, which the store writes and which is the
+    next step's :attr:`prev`; it is only read from then on, and the next step without a
+    snapshot writes into the group's own buffer again. The kernel reads the parameters
+    through their addresses:
     every step checks that their addresses, dtypes and strides did not change (a
     ``param.data = ...`` or ``model.to(...)`` after the recorder attached); when one did and
     is not a contiguous CPU tensor of the group's dtype any more, that step's weights are
@@ -346,14 +350,13 @@ class FusedGroup(Group):
              snap_sums: np.ndarray | None = None) -> None:
         """One kernel call: differences against :attr:`prev`, the current weights into
         `after` (default: over :attr:`prev`), the weights' power sums into `snap_sums`."""
-        self.kernel(pointers, self._prev_np,
-                    self._prev_np if after is None else after.numpy(), after is None,
-                    self._offsets_np,
-                    self._numels_np, self._coords_np, self._bounds_np, self._upd_np, row,
-                    self.flush_every,
-                    self._no_mom if self._mom_np is None else self._mom_np[row],
-                    self._mom_np is not None,
-                    self._no_mom if snap_sums is None else snap_sums, snap_sums is not None)
+        in_place = after is None
+        mom = self._no_mom if self._mom_np is None else self._mom_np[row]
+        self.kernel(pointers, self._prev_np, self._prev_np if in_place else after.numpy(),
+                    in_place, self._offsets_np, self._numels_np, self._coords_np,
+                    self._bounds_np, self._upd_np, row, self.flush_every, mom,
+                    self._mom_np is not None, self._no_mom if snap_sums is None else snap_sums,
+                    snap_sums is not None)
 
     def _set_prev(self, flat: torch.Tensor, shared: bool) -> None:
         self.prev = flat
