@@ -327,3 +327,25 @@ def test_snapshot_every_step_through_the_fused_pass_matches_the_block_path(tmp_p
     for name in fused.tensor_names():
         np.testing.assert_array_equal(fused.trajectories(name).updates,
                                       block.trajectories(name).updates)
+
+
+def test_worker_threads_run_torch_on_one_intra_op_thread():
+    """A job thread's torch ops use one intra-op thread (their own OpenMP/MKL teams competed
+    with training's and slowed it 4x when torch used every core); the creating thread's count
+    and torch's default for threads created later are unchanged."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        w = JobThread(threaded=True, name="test-worker")
+        seen = []
+        w.submit(lambda: (torch.randn(100_000).sum(), seen.append(torch.get_num_threads())))
+        w.wait()
+        w.close()
+        later = []
+        t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        assert seen == [1]
+        assert torch.get_num_threads() == 2 and later == [2]
+    finally:
+        torch.set_num_threads(before)

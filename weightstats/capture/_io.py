@@ -282,15 +282,32 @@ class JobThread:
         self._thread: threading.Thread | None = None
         if threaded:
             self._queue = queue.Queue(maxsize=max_pending)
-            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+            # A torch op on a second thread gets intra-op threads of its own (an OpenMP team
+            # and MKL's), which then compete with training's: with torch on both cores of the
+            # 2-core VM, one dot product on the store's writer thread made the training loop
+            # 3.5-4x slower for the rest of the run. torch.set_num_threads(1) on the worker
+            # sets its own OpenMP and MKL threads to one, and torch's default for threads
+            # created later, which the creating thread then sets back to its own count.
+            threads = torch.get_num_threads()
+            ready = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(ready,), name=name,
+                                            daemon=True)
             self._thread.start()
+            ready.wait()
+            torch.set_num_threads(threads)
 
     @property
     def threaded(self) -> bool:
         return self._queue is not None
 
-    def _run(self) -> None:
+    def _run(self, ready: threading.Event) -> None:
         assert self._queue is not None
+        # one intra-op thread for torch on this thread (see __init__), then let the creating
+        # thread restore torch's default for new threads. torch sets a thread's threads up
+        # on its first use there, from that default: done first, or it would undo the one
+        torch.get_num_threads()
+        torch.set_num_threads(1)
+        ready.set()
         while True:
             job = self._queue.get()
             try:
