@@ -50,9 +50,10 @@ for its reduction: the store's writer thread does. The worker runs the same kern
 data, so results are bitwise the same threaded or inline. On CUDA the kernels are
 asynchronous already, so they are always queued inline.
 
-Both paths record ``-Δw`` and the power sums of ``y = -Δw - shift``; signs are fixed (negated)
-and the moments finished in float64 once per flush, by the store's writer thread
-(:func:`finish`), off the per-step path; negation is exact.
+Both paths accumulate the power sums of ``y = -Δw - shift``, finished in float64 once per flush
+by the store's writer thread (:func:`finish_moments`), off the per-step path. The fused pass
+writes the sampled Δw itself; the block path gathers ``-Δw``, negated (exactly) on the writer
+thread (:meth:`Group.finished`).
 """
 
 from __future__ import annotations
