@@ -71,6 +71,19 @@ def _as_float(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32)
 
 
+def _then(work: Callable[[], None], done: Callable[[], None] | None) -> Callable[[], None]:
+    """A writer job: `work`, then `done` (buffers handed back), also when `work` fails."""
+
+    def job() -> None:
+        try:
+            work()
+        finally:
+            if done is not None:
+                done()
+
+    return job
+
+
 def seq_of(name: str) -> int:
     """The write sequence number a store file name starts with (-1 if none)."""
     head = name[:_SEQ_PREFIX_LEN]
@@ -305,24 +318,19 @@ class StoreWriterMixin:
         self._payload += nbytes
         tensors = dict(tensors)
 
-        def job() -> None:
-            try:
-                if ready is not None:
-                    ready.synchronize()
-                given = None if sums is None else [sums.get(name) for name in tensors]
-                rows = [
-                    {"step": int(step), "epoch": None, "tensor": name, "kind": "snapshot",
-                     "shard": rel, "seq": seq, **mom}
-                    for name, mom in zip(tensors,
-                                         self._moment_rows(list(tensors.values()), given))
-                ]
-                meta = {"kind": "snapshot", "step": str(int(step)), "rows": json.dumps(rows)}
-                self._finish_shard(path, tensors, meta, [_io.columns(rows)])
-            finally:
-                if done is not None:
-                    done()
+        def write() -> None:
+            if ready is not None:
+                ready.synchronize()
+            given = None if sums is None else [sums.get(name) for name in tensors]
+            rows = [
+                {"step": int(step), "epoch": None, "tensor": name, "kind": "snapshot",
+                 "shard": rel, "seq": seq, **mom}
+                for name, mom in zip(tensors, self._moment_rows(list(tensors.values()), given))
+            ]
+            meta = {"kind": "snapshot", "step": str(int(step)), "rows": json.dumps(rows)}
+            self._finish_shard(path, tensors, meta, [_io.columns(rows)])
 
-        self._submit(job)
+        self._submit(_then(write, done))
         return True
 
     @property
@@ -376,13 +384,6 @@ class StoreWriterMixin:
         self._payload += each * len(steps)
         snapshots = [dict(t) for t in snapshots]
 
-        def job() -> None:
-            try:
-                write()
-            finally:
-                if done is not None:
-                    done()
-
         def write() -> None:
             if ready is not None:
                 ready.synchronize()
@@ -400,7 +401,7 @@ class StoreWriterMixin:
             batch = moment_index_rows("snapshot", steps, names, numels, fin, rel, seq)
             self._finish_shard(path, tensors, meta, [batch])
 
-        self._submit(job)
+        self._submit(_then(write, done))
         return True
 
     def write_trajectories(
@@ -443,13 +444,6 @@ class StoreWriterMixin:
         self._payload += nbytes
         data = data if callable(data) else dict(data)
 
-        def job() -> None:
-            try:
-                write()
-            finally:
-                if done is not None:
-                    done()
-
         def write() -> None:
             if ready is not None:
                 ready.synchronize()
@@ -470,7 +464,7 @@ class StoreWriterMixin:
             self._finish_shard(path, tensors, meta, rows)
             self._flush_index(force=False)
 
-        self._submit(job)
+        self._submit(_then(write, done))
         return True
 
     def write_latents(self, epoch: int, tensors: Mapping[str, torch.Tensor], *,

@@ -75,7 +75,8 @@ def _name_outputs(output: Any, outputs: Any) -> dict[str, torch.Tensor]:
                 f"the encoder returns {len(output)} values; name them with `outputs`, e.g. "
                 "outputs=('mu', 'logvar', 'z', None)."
             )
-        return {n: v for n, v in zip(names, output) if n is not None and isinstance(v, torch.Tensor)}
+        return {n: v for n, v in zip(names, output)
+                if n is not None and isinstance(v, torch.Tensor)}
     raise InputDataError(
         f"cannot read the encoder output of type {type(output).__name__}; pass `outputs`."
     )
