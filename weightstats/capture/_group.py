@@ -141,27 +141,14 @@ class Group:
         self.new_buffers()
 
     def new_buffers(self) -> None:
-        """Buffers for the next `flush_every` steps: a pair given back by :meth:`give_back`
-        (its pages already mapped: a fresh 5 MB buffer costs about a thousand page faults on
-        the training thread) or new ones."""
-        if self.spare:
-            self.upd, self.mom = self.spare.pop()
-            return
-        kw = {"device": self.device, "dtype": self.wdtype}
-        self.upd = torch.empty((self.flush_every, sum(self.coord_counts)), **kw)
-        # per row: sums of y, y**2, y**3, y**4 (y = -Δw - shift) and the shift, per tensor
-        self.mom = (torch.empty((self.flush_every, 5, len(self.numels)),
-                                **{**kw, "dtype": self.mom_dtype})
-                    if self.moments else None)
-
-    @property
-    def mom_dtype(self) -> torch.dtype:
-        return self.wdtype
+        """Set :attr:`upd` and :attr:`mom` for the next `flush_every` steps: a pair given back
+        by :meth:`give_back` (its pages already mapped: a fresh 5 MB buffer costs about a
+        thousand page faults on the training thread) or new ones."""
+        raise NotImplementedError
 
     def give_back(self, upd: torch.Tensor, mom: torch.Tensor | None) -> None:
-        """Return buffers from :meth:`take` once read (any thread; list ops are atomic)."""
-        if upd._base is not None and upd._base.shape[0] == self.flush_every and len(self.spare) < 2:
-            self.spare.append((upd._base, None if mom is None else mom._base))
+        """Return the buffers of :meth:`take` once read (any thread; list ops are atomic)."""
+        raise NotImplementedError
 
     def params(self) -> list[torch.Tensor] | None:
         ps = [r() for r in self.refs]
@@ -183,27 +170,17 @@ class Group:
         return []
 
     # ---------------------------------------------------------------- flush
+    def take(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The buffers of the last `n` steps, handed over (fresh ones for the next steps).
+        Call only after :meth:`drain`; read them once :meth:`running` events are set."""
+        raise NotImplementedError
+
     def finished(self, upd: torch.Tensor, mom: torch.Tensor | None, n: int
                  ) -> tuple[list[torch.Tensor], torch.Tensor | None, Callable[[], None] | None]:
-        """Raw buffers of :meth:`take` (`n` steps) -> (per tensor, the updates Δw (n, C_k) as
+        """Buffers of :meth:`take` (`n` steps) -> (per tensor, the updates Δw (n, C_k) as
         contiguous tensors; float64 moment rows (n, 4, K) or None; a function to call once
         the updates are written, or None). Runs on the store's writer thread."""
-        cols = torch.split(upd[:n], self.coord_counts, dim=1)
-        updates = [torch.neg(c) for c in cols]  # one pass: negated and contiguous
-        moments = None if mom is None else finish_moments(mom[:n], self.numels)
-        self.give_back(upd, mom)
-        return updates, moments, None
-
-    def take(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The first `n` raw rows (updates (n, C) of -Δw, power sums (n, 5, K) or None).
-
-        The buffers are handed over, not copied: fresh ones are allocated for the next
-        steps. Call only after :meth:`drain` and when the worker is idle
-        (:meth:`JobThread.wait`).
-        """
-        upd, mom = self.upd[:n], None if self.mom is None else self.mom[:n]
-        self.new_buffers()
-        return upd, mom
+        raise NotImplementedError
 
     def snapshot_flat(self, dtype: torch.dtype
                       ) -> tuple[torch.Tensor, list[torch.Tensor], np.ndarray | None] | None:
@@ -287,15 +264,12 @@ class FusedGroup(Group):
         self._own: torch.Tensor | None = None
         self._run(self._addresses(ps), 0)
 
-    @property
-    def mom_dtype(self) -> torch.dtype:
-        return torch.float64  # the kernel's float64 sums, kept as they are
-
     def new_buffers(self) -> None:
         if self.spare:
             self.upd, self.mom = self.spare.pop()
         else:  # per tensor a contiguous (flush_every, C_k) slab of Δw, written as it is
             self.upd = torch.empty(self.flush_every * sum(self.coord_counts), dtype=self.wdtype)
+            # the kernel's float64 sums, kept as they are
             self.mom = (torch.empty((self.flush_every, 5, len(self.numels)),
                                     dtype=torch.float64) if self.moments else None)
         # numpy views: the per-step call indexes these (a torch index and .numpy() cost
@@ -319,12 +293,11 @@ class FusedGroup(Group):
             start = self.flush_every * a
             updates.append(upd[start:start + n * c].view(n, c))
         moments = None if mom is None else finish_moments(mom, self.numels)
+        return updates, moments, lambda: self.give_back(upd, mom)
 
-        def release() -> None:
-            if len(self.spare) < 2:
-                self.spare.append((upd, None if mom is None else mom._base))
-
-        return updates, moments, release
+    def give_back(self, upd: torch.Tensor, mom: torch.Tensor | None) -> None:
+        if len(self.spare) < 2:
+            self.spare.append((upd, None if mom is None else mom._base))
 
     def _addresses(self, ps: list[torch.Tensor]) -> np.ndarray:
         """The addresses of the parameters' values, as the kernel may read them."""
@@ -383,8 +356,6 @@ class FusedGroup(Group):
         # a snapshot step: the weights go into a snapshot buffer instead of back into prev,
         # with their power sums; that buffer is the next step's previous weights
         taken = self._pooled_snapshot(snapshot)
-        if taken is not None and taken[0] is self.prev:  # written and given back already
-            taken = self._pooled_snapshot(snapshot)  # the kernel never writes what it reads
         flat, views = taken if taken is not None else (torch.empty_like(self.prev), None)
         sums = np.empty((5, len(self.numels)))
         self._run(pointers, row, flat, sums)
@@ -398,14 +369,13 @@ class FusedGroup(Group):
         taken, self._taken = self._taken, None
         if taken is not None and taken[0].dtype == dtype:
             return taken
-        # a copy by the base class: never into the buffer that holds the previous weights
-        held = [e for e in self.snap_pool if e[0] is self.prev]
-        if held:
-            self.snap_pool[:] = [e for e in self.snap_pool if e[0] is not self.prev]
-        try:
-            return super().snapshot_flat(dtype)
-        finally:
-            self.snap_pool.extend(held)
+        return super().snapshot_flat(dtype)
+
+    def give_back_snapshot(self, flat: torch.Tensor, views: list[torch.Tensor]) -> None:
+        """Pool a written snapshot buffer, unless it is still :attr:`prev` (written before
+        the next step): it is read then, so it must not be handed out to be written into."""
+        if flat is not self.prev:
+            super().give_back_snapshot(flat, views)
 
 
 class BlockGroup(Group):
@@ -441,6 +411,41 @@ class BlockGroup(Group):
         self.coords_all = torch.cat([c + o for c, o in zip(self.coords, self.offsets)]
                                     ).to(self.device)
         self._start_block()
+
+    def new_buffers(self) -> None:
+        if self.spare:
+            self.upd, self.mom = self.spare.pop()
+            return
+        kw = {"device": self.device, "dtype": self.wdtype}
+        self.upd = torch.empty((self.flush_every, sum(self.coord_counts)), **kw)
+        # per row: sums of y, y**2, y**3, y**4 (y = -Δw - shift) and the shift, per tensor
+        self.mom = (torch.empty((self.flush_every, 5, len(self.numels)), **kw)
+                    if self.moments else None)
+
+    def give_back(self, upd: torch.Tensor, mom: torch.Tensor | None) -> None:
+        if upd._base is not None and upd._base.shape[0] == self.flush_every and len(self.spare) < 2:
+            self.spare.append((upd._base, None if mom is None else mom._base))
+
+    def finished(self, upd: torch.Tensor, mom: torch.Tensor | None, n: int
+                 ) -> tuple[list[torch.Tensor], torch.Tensor | None, Callable[[], None] | None]:
+        """The gathered ``-Δw`` negated per tensor (one pass, contiguous); the raw buffers
+        are free at once."""
+        cols = torch.split(upd[:n], self.coord_counts, dim=1)
+        updates = [torch.neg(c) for c in cols]  # one pass: negated and contiguous
+        moments = None if mom is None else finish_moments(mom[:n], self.numels)
+        self.give_back(upd, mom)
+        return updates, moments, None
+
+    def take(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The first `n` raw rows (updates (n, C) of -Δw, power sums (n, 5, K) or None).
+
+        The buffers are handed over, not copied: fresh ones are allocated for the next
+        steps. Call only after :meth:`drain` and when the worker is idle
+        (:meth:`JobThread.wait`).
+        """
+        upd, mom = self.upd[:n], None if self.mom is None else self.mom[:n]
+        self.new_buffers()
+        return upd, mom
 
     def post(self, row: int, snapshot: torch.dtype | None = None) -> None:
         """After an optimizer step: copy the weights into the block's next row (snapshots are

@@ -47,7 +47,7 @@ import os
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -238,7 +238,7 @@ class WeightRecorder:
         # per snapshot costs more than the bytes when snapshots are frequent), where the store
         # stacks snapshots at all
         self._group_snapshots = self.every < self.flush_every and self.store.stacks_snapshots
-        self._pending: list[tuple[int, dict, list, list, dict]] = []
+        self._pending: list[_PendingSnapshot] = []
         self._pending_bytes = 0
         self._snapshot(now=True)  # the initialisation (or the resumed weights)
         self._handles.append(optimizer.register_step_post_hook(self._post_step))
@@ -321,7 +321,7 @@ class WeightRecorder:
             self.store.write_snapshot(self.step, tensors, ready=Events(events),
                                       done=_giver(buffers), sums=sums)
             return
-        self._pending.append((self.step, tensors, events, buffers, sums))
+        self._pending.append(_PendingSnapshot(self.step, tensors, events, buffers, sums))
         self._pending_bytes += sum(t.numel() * t.element_size() for t in tensors.values())
         if self._pending_bytes >= SNAPSHOT_GROUP_BYTES:
             self._write_snapshots()
@@ -331,11 +331,10 @@ class WeightRecorder:
         if not self._pending:
             return
         pending, self._pending, self._pending_bytes = self._pending, [], 0
-        steps = [p[0] for p in pending]
-        events = [ev for p in pending for ev in p[2]]
-        self.store.write_snapshots(steps, [p[1] for p in pending], ready=Events(events),
-                                   done=_giver([b for p in pending for b in p[3]]),
-                                   sums=[p[4] for p in pending])
+        self.store.write_snapshots([p.step for p in pending], [p.tensors for p in pending],
+                                   ready=Events([ev for p in pending for ev in p.events]),
+                                   done=_giver([b for p in pending for b in p.buffers]),
+                                   sums=[p.sums for p in pending])
 
     def _flush_trajectories(self) -> None:
         n = self._row
@@ -448,6 +447,16 @@ _OPEN_RECORDERS: weakref.WeakSet = weakref.WeakSet()
 
 #: bytes of snapshots kept in memory, at most, before they are written as one shard
 SNAPSHOT_GROUP_BYTES = 64 << 20
+
+
+class _PendingSnapshot(NamedTuple):
+    """A snapshot kept for the next flush's shard."""
+
+    step: int
+    tensors: dict[str, torch.Tensor]
+    events: list  # CUDA events of its copies to the host
+    buffers: list  # (group, flat, views), returned to the group's pool once written
+    sums: dict[str, np.ndarray]  # shifted power sums the fused kernel took, by tensor
 
 
 def _giver(buffers: list) -> Callable[[], None]:
