@@ -67,7 +67,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from . import _kernels
+from . import _io, _kernels
 from ._io import JobThread
 
 __all__ = ["BLOCK_BYTES", "MAX_BLOCK_ROWS", "SMALL_FLOATS", "BlockGroup", "FusedGroup", "Group",
@@ -536,22 +536,17 @@ def make_group(named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: 
 
 
 def finish_moments(mom: torch.Tensor, numels: list[int]) -> torch.Tensor:
-    """Power-sum rows (n, 5, K) of :meth:`Group.take` -> raw moment rows (n, 4, K) float64.
+    """Power-sum rows (n, 5, K) of :meth:`Group.take` -> raw moment rows (n, 4, K) float64:
+    ``(mean, var, sum c**3, sum c**4)`` of Δw.
 
-    Raw moment rows are ``(mean, var, sum c**3, sum c**4)`` of Δw, computed in float64 from
-    the shifted power sums: with ``E_k = mean(y**k)`` and ``y = -Δw - a``,
-    ``mean = -(a + E_1)``, ``m2 = E_2 - E_1**2``, ``m3 = -(E_3 - 3 E_1 E_2 + 2 E_1**3)``,
-    ``m4 = E_4 - 4 E_1 E_3 + 6 E_1**2 E_2 - 3 E_1**4``. The shift keeps ``E_1`` small
-    near zero (the shift is the step's mean, or the mean of its sampled coordinates), so the
-    combination loses no accuracy.
+    The sums are of ``y = -Δw - a`` (the shift `a` is the step's mean, or the mean of its
+    sampled coordinates), so :func:`~weightstats.capture._io.moments_from_sums` gives the
+    moments of ``-Δw``; the mean and the third moment change sign.
     """
-    raw = mom.to(torch.float64)
-    nn = torch.tensor(numels, dtype=torch.float64, device=raw.device)
-    e1, e2, e3, e4 = (raw[:, k] / nn for k in range(4))
-    m2 = (e2 - e1 * e1).clamp_min(0)
-    m3 = e3 - 3 * e1 * e2 + 2 * e1**3
-    m4 = (e4 - 4 * e1 * e3 + 6 * e1**2 * e2 - 3 * e1**4).clamp_min(0)
-    return torch.stack([-(raw[:, 4] + e1), m2, -m3 * nn, m4 * nn], dim=1)
+    nn = torch.tensor(numels, dtype=torch.float64, device=mom.device)
+    raw = _io.moments_from_sums(mom.transpose(1, 2), nn)  # (n, K, 4) of -Δw
+    signs = torch.tensor([-1.0, 1.0, -1.0, 1.0], dtype=torch.float64, device=mom.device)
+    return (raw * signs).transpose(1, 2)
 
 
 def finish(upd: torch.Tensor, mom: torch.Tensor | None, numels: list[int]

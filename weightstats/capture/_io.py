@@ -195,23 +195,28 @@ def columns(rows: list[dict]) -> dict[str, list]:
     return {c: [r.get(c) for r in rows] for c in INDEX_COLUMNS}
 
 
-def moments_from_sums(sums: np.ndarray, numel: np.ndarray) -> np.ndarray:
+def moments_from_sums(sums, numel):
     """Shifted power sums ``(..., 5)``: ``(S1, S2, S3, S4, a)`` with ``S_k = sum((x - a)**k)``
-    over `numel` values -> ``(..., 4)``: ``(mean, var, sum c**3, sum c**4)`` (the input of
-    :func:`finish_moments`), in float64. With ``E_k = S_k / n``: ``mean = a + E1``,
-    ``var = E2 - E1**2``, ``sum c**3 = n (E3 - 3 E1 E2 + 2 E1**3)``, ``sum c**4 = n (E4 -
-    4 E1 E3 + 6 E1**2 E2 - 3 E1**4)``; a shift near the mean keeps ``E1`` small, so the
-    combination loses no accuracy. NaN for an empty tensor."""
-    sums = np.asarray(sums, dtype=np.float64)
-    n = np.asarray(numel, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        e1, e2, e3, e4 = (sums[..., k] / n for k in range(4))
-        var = np.maximum(e2 - e1 * e1, 0.0)
-        m3 = e3 - 3 * e1 * e2 + 2 * e1**3
-        m4 = np.maximum(e4 - 4 * e1 * e3 + 6 * e1**2 * e2 - 3 * e1**4, 0.0)
-        out = np.stack([sums[..., 4] + e1, var, m3 * n, m4 * n], axis=-1)
-    out[n == 0] = np.nan
-    return out
+    over `numel` values (broadcast against ``sums[..., 0]``) -> ``(..., 4)``: ``(mean, var,
+    sum c**3, sum c**4)`` (the input of :func:`finish_moments`), in float64. With ``E_k =
+    S_k / n``: ``mean = a + E1``, ``var = E2 - E1**2``, ``sum c**3 = n (E3 - 3 E1 E2 +
+    2 E1**3)``, ``sum c**4 = n (E4 - 4 E1 E3 + 6 E1**2 E2 - 3 E1**4)``; a shift near the mean
+    keeps ``E1`` small, so the combination loses no accuracy. NaN for an empty tensor.
+
+    Torch tensors (on any device) or numpy arrays in; the same kind out. The recorder's
+    update moments (:func:`weightstats.capture._group.finish_moments`) and the snapshot
+    statistics both come from here.
+    """
+    as_numpy = isinstance(sums, np.ndarray)
+    sums = torch.as_tensor(sums).to(torch.float64)
+    n = torch.as_tensor(numel, device=sums.device).to(torch.float64)
+    e1, e2, e3, e4 = (sums[..., k] / n for k in range(4))
+    var = (e2 - e1 * e1).clamp_min(0)
+    m3 = e3 - 3 * e1 * e2 + 2 * e1**3
+    m4 = (e4 - 4 * e1 * e3 + 6 * e1**2 * e2 - 3 * e1**4).clamp_min(0)
+    out = torch.stack([sums[..., 4] + e1, var, m3 * n, m4 * n], dim=-1)
+    out = torch.where((n == 0).unsqueeze(-1), torch.nan, out)
+    return out.numpy() if as_numpy else out
 
 
 def moments_numpy(xs: list[torch.Tensor]) -> np.ndarray:
