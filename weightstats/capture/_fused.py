@@ -87,8 +87,9 @@ def fused_step(pointers, prev, after, in_place, offsets, numels, coords, coord_b
     `moments`; ``after`` (N,) = the current weights, ``prev`` (N,) being the previous ones,
     or ``prev`` itself when `in_place` (``after`` is then ignored: a loop that writes the
     array it reads vectorises, one that writes another array that may overlap does not,
-    and ran 5x slower); when `snapshot` (never in place), ``snap_sums`` (5, K) = the
-    shifted power sums of the current weights.
+    and ran 5x slower); ``snap_sums`` (5, K) = the shifted power sums of the current
+    weights when `snapshot` (never in place), and also, as scratch, whenever the weights
+    are written to another array with moments (one loop computes both sets of sums).
 
     ``pointers[k]`` is the address of tensor k's values (``numels[k]`` of prev's dtype),
     ``offsets[k]`` where they start in ``prev``; ``coords`` are indices within each
@@ -119,7 +120,7 @@ def fused_step(pointers, prev, after, in_place, offsets, numels, coords, coord_b
         s2 = 0.0
         s3 = 0.0
         s4 = 0.0
-        if moments and snapshot:  # both sets of sums in one pass
+        if moments and not in_place:  # a snapshot step, or the step after one: both sums
             z1 = 0.0
             z2 = 0.0
             z3 = 0.0
@@ -144,21 +145,11 @@ def fused_step(pointers, prev, after, in_place, offsets, numels, coords, coord_b
             snap_sums[2, k] = z3
             snap_sums[3, k] = z4
             snap_sums[4, k] = wshift
-        elif moments and in_place:
+        elif moments:  # in place: the loop writes the array it reads, which vectorises
             for t in range(n):
                 now = w[t]
                 y = (before[t] - now) - shift
                 before[t] = now
-                y2 = y * y
-                s1 += y
-                s2 += y2
-                s3 += y2 * y
-                s4 += y2 * y2
-        elif moments:
-            for t in range(n):
-                now = w[t]
-                y = (before[t] - now) - shift
-                now_out[t] = now
                 y2 = y * y
                 s1 += y
                 s2 += y2

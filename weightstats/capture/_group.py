@@ -252,7 +252,8 @@ class FusedGroup(Group):
         self._numels_np = np.array(self.numels, dtype=np.int64)
         self._coords_np = torch.cat(self.coords).numpy().astype(np.int64)
         self._bounds_np = np.cumsum([0, *self.coord_counts]).astype(np.int64)
-        self._no_mom = np.zeros((5, len(self.numels)))
+        self._no_mom = np.zeros((5, len(self.numels)))  # stands for mom without moments
+        self._scratch_sums = np.zeros((5, len(self.numels)))
         self._layout: list[tuple] = []
         self._pointers_np = np.zeros(len(ps), dtype=np.int64)
         self._staging: torch.Tensor | None = None
@@ -323,13 +324,15 @@ class FusedGroup(Group):
     def _run(self, pointers: np.ndarray, row: int, after: torch.Tensor | None = None,
              snap_sums: np.ndarray | None = None) -> None:
         """One kernel call: differences against :attr:`prev`, the current weights into
-        `after` (default: over :attr:`prev`), the weights' power sums into `snap_sums`."""
+        `after` (default: over :attr:`prev`), the weights' power sums into `snap_sums` (a
+        snapshot) or scratch."""
         in_place = after is None
         mom = self._no_mom if self._mom_np is None else self._mom_np[row]
         self.kernel(pointers, self._prev_np, self._prev_np if in_place else after.numpy(),
                     in_place, self._offsets_np, self._numels_np, self._coords_np,
                     self._bounds_np, self._upd_np, row, self.flush_every, mom,
-                    self._mom_np is not None, self._no_mom if snap_sums is None else snap_sums,
+                    self._mom_np is not None,
+                    self._scratch_sums if snap_sums is None else snap_sums,
                     snap_sums is not None)
 
     def _set_prev(self, flat: torch.Tensor, shared: bool) -> None:
