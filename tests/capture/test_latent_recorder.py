@@ -154,3 +154,61 @@ def test_latent_recorder_iv(tmp_path):
         with pytest.raises(InputDataError, match="weak reference"):  # nothing kept it alive
             rec.end_epoch(0)
     assert not enc._forward_hooks
+
+
+@pytest.mark.parametrize("group_s", [0.0, 3600.0])
+def test_short_epochs_share_a_shard_and_read_back_per_epoch(tmp_path, monkeypatch, group_s):
+    """Epochs ending within LATENT_GROUP_S of the last latent shard are written together
+    (one file, keys per epoch); each reads back as its own, also from the shard's own rows."""
+    from weightstats.capture import _writer
+
+    monkeypatch.setattr(_writer, "LATENT_GROUP_S", group_s)
+    store = RunStore.create(tmp_path / "r")
+    written = {}
+    for epoch in range(4):
+        g = torch.Generator().manual_seed(epoch)
+        lat = {"mu": torch.randn(6, 2, generator=g), "labels": torch.arange(6) + epoch}
+        written[epoch] = lat
+        store.write_latents(epoch, lat, step=10 * epoch)
+    store.close()
+    files = sorted(f.name for f in (tmp_path / "r" / "latents").iterdir())
+    # the first epoch is written as it ends; the next ones, within the interval, together
+    assert files == ([f"{e:08d}-epoch{e:06d}.safetensors" for e in range(4)] if group_s == 0
+                     else ["00000000-epoch000000.safetensors",
+                           "00000001-epoch000001-000003.safetensors"])
+    for reopened in (RunStore.open(tmp_path / "r"), None):
+        if reopened is None:  # the index parts gone: rows rebuilt from the shards
+            for part in (tmp_path / "r" / "index").iterdir():
+                part.unlink()
+            reopened = RunStore.open(tmp_path / "r")
+        assert reopened.latent_epochs() == [0, 1, 2, 3]
+        df = reopened.frame()
+        rows = df[df["kind"] == "latent"]
+        assert rows["epoch"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+        assert rows["step"].tolist() == [0, 0, 10, 10, 20, 20, 30, 30]
+        for epoch, lat in written.items():
+            back = reopened.latents(epoch)
+            assert set(back) == {"mu", "labels"}
+            torch.testing.assert_close(back["mu"], lat["mu"])
+            assert torch.equal(back["labels"], lat["labels"])
+            mu_row = rows[(rows["epoch"] == epoch) & (rows["tensor"] == "mu")].iloc[0]
+            np.testing.assert_allclose(mu_row["mean"], lat["mu"].double().mean().item())
+
+
+def test_waiting_latents_are_written_at_flush(tmp_path, monkeypatch):
+    from weightstats.capture import _writer
+
+    monkeypatch.setattr(_writer, "LATENT_GROUP_S", 3600.0)
+    store = RunStore.create(tmp_path / "r")
+    store.write_latents(0, {"mu": torch.zeros(3, 2)})
+    store.write_latents(1, {"mu": torch.ones(3, 2)})  # within the interval: waits
+    store._writer.wait()
+    assert [f.name for f in (tmp_path / "r" / "latents").iterdir()] == [
+        "00000000-epoch000000.safetensors"]
+    store.flush()
+    assert RunStore.open(tmp_path / "r").latent_epochs() == [0, 1]
+    store.write_latents(2, {"mu": torch.full((3, 2), 2.0)})
+    store.close()
+    reader = RunStore.open(tmp_path / "r")
+    assert reader.latent_epochs() == [0, 1, 2]
+    assert torch.equal(reader.latents(2)["mu"], torch.full((3, 2), 2.0))

@@ -8,7 +8,8 @@ Layout of a run directory::
     ├── snapshots/               <seq>-step<step>.safetensors      one full snapshot, or
     │                            <seq>-steps<first>-<last>.safetensors  several, stacked
     ├── trajectories/            <seq>-steps<first>-<last>.safetensors  one file per flush
-    ├── latents/                 <seq>-epoch<epoch>.safetensors    one file per recorded epoch
+    ├── latents/                 <seq>-epoch<epoch>.safetensors    one recorded epoch, or
+    │                            <seq>-epoch<first>-<last>.safetensors  several (short epochs)
     └── index/                   <seq>.parquet                      index rows, one part per flush
 
 Every file is written to a temporary name and renamed into place, so a reader never sees a
@@ -40,7 +41,7 @@ from safetensors import safe_open
 from ..errors import InputDataError, RunStoreError
 from . import _io
 from ._io import INDEX_COLUMNS, columns, moment_index_rows
-from ._writer import StoreWriterMixin, seq_of
+from ._writer import StoreWriterMixin, latent_key, seq_of
 
 __all__ = ["ON_LIMIT", "STORE_DTYPES", "RunStore", "Trajectories"]
 
@@ -546,6 +547,11 @@ class RunStore(StoreWriterMixin):
             )
         path = os.path.join(self.path, hit["shard"].iloc[-1])
         with safe_open(path, framework="pt") as fh:
-            names = [r["tensor"] for r in json.loads(fh.metadata().get("rows", "[]"))]
-            return {n: fh.get_tensor(n) for n in names or fh.keys()}
+            rows = json.loads((fh.metadata() or {}).get("rows", "[]"))
+            names = [r["tensor"] for r in rows if r.get("epoch") == int(epoch)]
+            keys = set(fh.keys())
+            # a shard of several epochs (LATENT_GROUP_S) keys each by its epoch
+            return {n: fh.get_tensor(latent_key(epoch, n) if latent_key(epoch, n) in keys
+                                     else n)
+                    for n in names or keys}
 
