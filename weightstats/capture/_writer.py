@@ -490,7 +490,8 @@ class StoreWriterMixin:
 
     def write_latents(self, epoch: int, tensors: Mapping[str, torch.Tensor], *,
                       step: int | None = None) -> bool:
-        """Queue the latents of one epoch (``mu``, ``logvar`` or ``kappa``, ``z``, ``labels``).
+        """Queue the latents of one epoch (``mu``, ``logvar`` or ``kappa``, ``z``, ``labels``;
+        CPU tensors the caller will not modify: they are read when the shard is written).
 
         Latents of epochs that end within :data:`LATENT_GROUP_S` of the last latent shard are
         kept and written together with the next ones (or at :meth:`flush` / :meth:`close`),
