@@ -526,14 +526,17 @@ class StoreWriterMixin:
         path = os.path.join(self.path, rel)
 
         def job() -> None:
-            tensors, rows = {}, []
+            tensors, rows, values = {}, [], []
             for epoch, step, named in pending:
                 prefix = "" if len(pending) == 1 else latent_key(epoch, "")
-                moments = self._moment_rows(list(named.values()))
-                for (name, t), mom in zip(named.items(), moments):
+                for name, t in named.items():
                     tensors[prefix + name] = t
+                    values.append(t)
                     rows.append({"step": step, "epoch": epoch, "tensor": name, "kind": "latent",
-                                 "shard": rel, "seq": seq, **mom})
+                                 "shard": rel, "seq": seq})
+            # the statistics of every epoch's tensors in one call
+            for row, mom in zip(rows, self._moment_rows(values)):
+                row.update(mom)
             meta = {"kind": "latent", "epoch": str(first), "rows": json.dumps(rows)}
             self._finish_shard(path, tensors, meta, [_io.columns(rows)])
             self._flush_index(force=False)

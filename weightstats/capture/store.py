@@ -550,8 +550,7 @@ class RunStore(StoreWriterMixin):
             rows = json.loads((fh.metadata() or {}).get("rows", "[]"))
             names = [r["tensor"] for r in rows if r.get("epoch") == int(epoch)]
             keys = set(fh.keys())
-            # a shard of several epochs (LATENT_GROUP_S) keys each by its epoch
-            return {n: fh.get_tensor(latent_key(epoch, n) if latent_key(epoch, n) in keys
-                                     else n)
+            prefix = latent_key(epoch, "")  # a shard of several epochs (LATENT_GROUP_S)
+            return {n: fh.get_tensor(prefix + n if prefix + n in keys else n)
                     for n in names or keys}
 
