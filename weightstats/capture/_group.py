@@ -252,7 +252,8 @@ class FusedGroup(Group):
         self._numels_np = np.array(self.numels, dtype=np.int64)
         self._coords_np = torch.cat(self.coords).numpy().astype(np.int64)
         self._bounds_np = np.cumsum([0, *self.coord_counts]).astype(np.int64)
-        self._no_mom = np.zeros((5, len(self.numels)))  # stands for mom without moments
+        # stands for the sums the kernel need not keep: mom without moments (never written
+        # then), the weights' sums on a step that is no snapshot
         self._scratch_sums = np.zeros((5, len(self.numels)))
         self._layout: list[tuple] = []
         self._pointers_np = np.zeros(len(ps), dtype=np.int64)
@@ -327,7 +328,7 @@ class FusedGroup(Group):
         `after` (default: over :attr:`prev`), the weights' power sums into `snap_sums` (a
         snapshot) or scratch."""
         in_place = after is None
-        mom = self._no_mom if self._mom_np is None else self._mom_np[row]
+        mom = self._scratch_sums if self._mom_np is None else self._mom_np[row]
         self.kernel(pointers, self._prev_np, self._prev_np if in_place else after.numpy(),
                     in_place, self._offsets_np, self._numels_np, self._coords_np,
                     self._bounds_np, self._upd_np, row, self.flush_every, mom,
