@@ -14,7 +14,7 @@ from capture._models import data, make_mlp, train
 from safetensors import safe_open
 from safetensors.torch import load
 
-from weightstats.capture import _group, _io, _kernels
+from weightstats.capture import _group, _io, _kernels, _writer
 from weightstats.capture._io import JobThread
 from weightstats.capture.hooks import WeightRecorder
 from weightstats.capture.store import RunStore
@@ -44,9 +44,12 @@ def test_safetensors_parts_read_back_by_safetensors(tmp_path, rng):
         assert torch.equal(f.get_tensor("bf16"), tensors["bf16"])
 
 
-def test_index_moments_match_per_tensor_and_scipy(tmp_path, rng):
-    """The store's index statistics (one scripted float64 call for several tensors) equal the
-    same kernel run on each tensor alone, and numpy / scipy."""
+@pytest.mark.parametrize("small", [_writer.SMALL_MOMENTS, 0])
+def test_index_moments_match_per_tensor_and_scipy(tmp_path, rng, monkeypatch, small):
+    """The store's index statistics (one float64 call for several tensors: numpy for small
+    ones, the scripted kernel above SMALL_MOMENTS values) equal the same call on each tensor
+    alone, and numpy / scipy."""
+    monkeypatch.setattr(_writer, "SMALL_MOMENTS", small)
     xs = [torch.from_numpy(rng.standard_t(4, size=(50, 20)).astype(np.float32)),
           torch.empty(0),
           torch.from_numpy(1e4 + rng.normal(size=300)),  # mean dwarfs the spread

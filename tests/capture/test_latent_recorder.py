@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 
 from weightstats.capture.hooks import LatentRecorder, WeightRecorder
@@ -192,7 +193,12 @@ def test_short_epochs_share_a_shard_and_read_back_per_epoch(tmp_path, monkeypatc
             torch.testing.assert_close(back["mu"], lat["mu"])
             assert torch.equal(back["labels"], lat["labels"])
             mu_row = rows[(rows["epoch"] == epoch) & (rows["tensor"] == "mu")].iloc[0]
-            np.testing.assert_allclose(mu_row["mean"], lat["mu"].double().mean().item())
+            a = lat["mu"].double().numpy().ravel()  # references: numpy, scipy (bias=True)
+            np.testing.assert_allclose(mu_row["mean"], a.mean(), rtol=1e-12)
+            np.testing.assert_allclose(mu_row["var"], a.var(), rtol=1e-9)
+            np.testing.assert_allclose(mu_row["skewness"], scipy.stats.skew(a), rtol=1e-7)
+            np.testing.assert_allclose(mu_row["kurtosis"], scipy.stats.kurtosis(a), rtol=1e-7)
+            assert mu_row["numel"] == a.size
 
 
 def test_waiting_latents_are_written_at_flush(tmp_path, monkeypatch):
