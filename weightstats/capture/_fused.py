@@ -57,26 +57,30 @@ def _as_pointer(typingctx, address):
     return types.voidptr(address), codegen
 
 
-@numba.njit(nogil=True, fastmath=True, cache=True)
-def _power_sums(x, shift, sums, k):
-    """``sums[:, k]`` = the sums of ``z, z**2, z**3, z**4`` (``z = x - shift``) and the
-    shift, accumulated in float64."""
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    s4 = 0.0
-    for t in range(x.shape[0]):
-        z = x[t] - shift
-        z2 = z * z
-        s1 += z
-        s2 += z2
-        s3 += z2 * z
-        s4 += z2 * z2
+@numba.njit(nogil=True, fastmath=True, cache=True, inline="always")
+def _accumulate(s1, s2, s3, s4, z):
+    """The running sums of ``z, z**2, z**3, z**4`` with one more value."""
+    z2 = z * z
+    return s1 + z, s2 + z2, s3 + z2 * z, s4 + z2 * z2
+
+
+@numba.njit(nogil=True, fastmath=True, cache=True, inline="always")
+def _store_sums(sums, k, s1, s2, s3, s4, shift):
     sums[0, k] = s1
     sums[1, k] = s2
     sums[2, k] = s3
     sums[3, k] = s4
     sums[4, k] = shift
+
+
+@numba.njit(nogil=True, fastmath=True, cache=True)
+def _power_sums(x, shift, sums, k):
+    """``sums[:, k]`` = the sums of ``z, z**2, z**3, z**4`` (``z = x - shift``) and the
+    shift, accumulated in float64."""
+    s1 = s2 = s3 = s4 = 0.0
+    for t in range(x.shape[0]):
+        s1, s2, s3, s4 = _accumulate(s1, s2, s3, s4, x[t] - shift)
+    _store_sums(sums, k, s1, s2, s3, s4, shift)
 
 
 @numba.njit(nogil=True, fastmath=True, cache=True)
@@ -116,53 +120,24 @@ def fused_step(pointers, prev, after, in_place, offsets, numels, coords, coord_b
         m = max(last - first, 1)
         shift = total / m
         wshift = level / m
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
-        s4 = 0.0
+        s1 = s2 = s3 = s4 = 0.0
         if moments and not in_place:  # a snapshot step, or the step after one: both sums
-            z1 = 0.0
-            z2 = 0.0
-            z3 = 0.0
-            z4 = 0.0
+            z1 = z2 = z3 = z4 = 0.0
             for t in range(n):
                 now = w[t]
-                y = (before[t] - now) - shift
                 now_out[t] = now
-                y2 = y * y
-                s1 += y
-                s2 += y2
-                s3 += y2 * y
-                s4 += y2 * y2
-                z = now - wshift
-                zz = z * z
-                z1 += z
-                z2 += zz
-                z3 += zz * z
-                z4 += zz * zz
-            snap_sums[0, k] = z1
-            snap_sums[1, k] = z2
-            snap_sums[2, k] = z3
-            snap_sums[3, k] = z4
-            snap_sums[4, k] = wshift
+                s1, s2, s3, s4 = _accumulate(s1, s2, s3, s4, (before[t] - now) - shift)
+                z1, z2, z3, z4 = _accumulate(z1, z2, z3, z4, now - wshift)
+            _store_sums(snap_sums, k, z1, z2, z3, z4, wshift)
         elif moments:  # in place: the loop writes the array it reads, which vectorises
             for t in range(n):
                 now = w[t]
-                y = (before[t] - now) - shift
+                s1, s2, s3, s4 = _accumulate(s1, s2, s3, s4, (before[t] - now) - shift)
                 before[t] = now
-                y2 = y * y
-                s1 += y
-                s2 += y2
-                s3 += y2 * y
-                s4 += y2 * y2
         else:
             for t in range(n):  # a loop: a slice assignment copies through a temporary
                 now_out[t] = w[t]
             if snapshot:
                 _power_sums(now_out, wshift, snap_sums, k)
         if moments:
-            mom[0, k] = s1
-            mom[1, k] = s2
-            mom[2, k] = s3
-            mom[3, k] = s4
-            mom[4, k] = shift
+            _store_sums(mom, k, s1, s2, s3, s4, shift)
