@@ -196,6 +196,34 @@ def test_index_parts_are_parquet(tmp_path, rng):
     assert table.num_rows == 2 and "kurtosis" in table.column_names
 
 
+def test_index_part_holds_every_batch_row_as_given(tmp_path):
+    """One part from batches of both kinds (dict rows with gaps, numpy column batches) reads
+    back row for row, in order, with the schema's types."""
+    from weightstats.capture import _io
+
+    rows = [{"step": 3, "epoch": None, "tensor": "a", "kind": "snapshot", "numel": 6,
+             "mean": 0.5, "var": 1.0, "skewness": 0.0, "kurtosis": -1.2, "shard": "s/1",
+             "seq": 1},
+            {"step": None, "epoch": 2, "tensor": "mu", "kind": "latent", "numel": 8,
+             "mean": -0.1, "var": 2.0, "skewness": 0.3, "kurtosis": 0.4, "shard": "l/2",
+             "seq": 2}]
+    fin = np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 3, 4) / 7
+    numeric = _io.moment_index_rows("update", np.array([10, 11]), ["x", "y", "z"], [4, 5, 6],
+                                    fin, "t/3", 3)
+    later = _io.moment_index_rows("update", np.array([12]), ["x"], [4], fin[:1, :1] + 1, "t/4", 4)
+    for i, batches in enumerate([[_io.columns(rows), numeric, _io.columns(rows[:1])],
+                                 [numeric, later]]):  # mixed; numpy columns only
+        path = str(tmp_path / f"part{i}.parquet")
+        _io.write_index_part(path, batches)
+        got = pq.read_table(path)
+        assert got.schema.equals(_io._INDEX_SCHEMA)
+        want = pd.concat([pd.DataFrame(b) for b in batches], ignore_index=True)
+        assert got.num_rows == len(want) == [9, 7][i]
+        for col in _io.INDEX_COLUMNS:
+            assert got.column(col).to_pylist() == [None if pd.isna(v) else v
+                                                   for v in want[col]], col
+
+
 def test_write_failure_surfaces_as_run_store_error(tmp_path, rng):
     import shutil
 

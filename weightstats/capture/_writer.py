@@ -343,13 +343,16 @@ class StoreWriterMixin:
             if ready is not None:
                 ready.synchronize()
             given = None if sums is None else [sums.get(name) for name in tensors]
-            rows = [
-                {"step": int(step), "epoch": None, "tensor": name, "kind": "snapshot",
-                 "shard": rel, "seq": seq, **mom}
-                for name, mom in zip(tensors, self._moment_rows(list(tensors.values()), given))
-            ]
-            meta = {"kind": "snapshot", "step": str(int(step)), "rows": json.dumps(rows)}
-            self._finish_shard(path, tensors, meta, [_io.columns(rows)])
+            values = list(tensors.values())
+            numels = [t.numel() for t in values]
+            fin = _io.finish_moments(self._raw_moments(values, given), np.maximum(numels, 1))
+            # a column batch of arrays, as for stacked snapshots and updates: the index part
+            # joins those without a Python object per value
+            batch = moment_index_rows("snapshot", [int(step)], list(tensors), numels, fin, rel,
+                                      seq)
+            meta = {"kind": "snapshot", "step": str(int(step)),
+                    "rows": json.dumps(_io.rows_of(batch))}
+            self._finish_shard(path, tensors, meta, [batch])
 
         self._submit(_then(write, done))
         return True
