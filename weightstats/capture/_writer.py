@@ -283,12 +283,17 @@ class StoreWriterMixin:
             return _io.moments_numpy(xs)
         return self._moments([_as_float(t) for t in xs]).numpy()
 
+    def _index_moments(self, xs: list[torch.Tensor], sums: list | None = None) -> np.ndarray:
+        """``(mean, var, skewness, kurtosis)`` rows (len(xs), 4) of CPU tensors, the index
+        statistics of every shard kind (see :meth:`_raw_moments`)."""
+        return _io.finish_moments(self._raw_moments(xs, sums),
+                                  np.array([max(1, t.numel()) for t in xs]))
+
     def _moment_rows(self, xs: list[torch.Tensor], sums: list | None = None) -> list[dict]:
-        """Index statistics of CPU tensors (see :meth:`_raw_moments`)."""
-        fin = _io.finish_moments(self._raw_moments(xs, sums),
-                                 np.array([max(1, t.numel()) for t in xs]))
+        """:meth:`_index_moments` as one dict per tensor, with its ``numel``."""
         return [{"numel": t.numel(), "mean": float(f[0]), "var": float(f[1]),
-                 "skewness": float(f[2]), "kurtosis": float(f[3])} for t, f in zip(xs, fin)]
+                 "skewness": float(f[2]), "kurtosis": float(f[3])}
+                for t, f in zip(xs, self._index_moments(xs, sums))]
 
     def _flush_index(self, *, force: bool = True) -> None:
         """Writer-thread part: write the pending rows as one Parquet part.
@@ -345,7 +350,7 @@ class StoreWriterMixin:
             given = None if sums is None else [sums.get(name) for name in tensors]
             values = list(tensors.values())
             numels = [t.numel() for t in values]
-            fin = _io.finish_moments(self._raw_moments(values, given), np.maximum(numels, 1))
+            fin = self._index_moments(values, given)
             # a column batch of arrays, as for stacked snapshots and updates: the index part
             # joins those without a Python object per value
             batch = moment_index_rows("snapshot", [int(step)], list(tensors), numels, fin, rel,
@@ -417,9 +422,8 @@ class StoreWriterMixin:
             numels = [snapshots[0][n].numel() for n in names]
             given = None if sums is None else [
                 None if m is None else m.get(n) for m in sums for n in names]
-            raw = self._raw_moments([t[n] for t in snapshots for n in names], given)
-            fin = _io.finish_moments(raw.reshape(len(steps), len(names), 4),
-                                     np.maximum(numels, 1))  # (steps, tensors, 4)
+            fin = self._index_moments([t[n] for t in snapshots for n in names], given
+                                      ).reshape(len(steps), len(names), 4)
             tensors["::moments"] = torch.from_numpy(np.ascontiguousarray(fin))
             meta = {"kind": "snapshots", "names": json.dumps(names)}
             batch = moment_index_rows("snapshot", steps, names, numels, fin, rel, seq)
