@@ -155,7 +155,7 @@ def test_fused_kernel_moments_match_numpy_when_the_mean_dwarfs_the_spread(rng):
         if n > 2:
             np.testing.assert_allclose(fin[2:], [scipy.stats.skew(a), scipy.stats.kurtosis(a)],
                                        rtol=1e-9)
-    fin = _group.finish_moments(torch.from_numpy(mom)[None], sizes)
+    fin = _group.update_moments_from_sums(torch.from_numpy(mom)[None], sizes)
     for k, n in enumerate(sizes):
         d = (after[k] - before[k]).astype(np.float64)  # Δw as recorded: float32 differences
         assert np.array_equal(upd[bounds[k]:bounds[k + 1]], (after[k] - before[k])[coords[k]])

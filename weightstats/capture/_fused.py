@@ -12,10 +12,11 @@ One pass over the weights replaces a copy into a block of rows plus a reduction 
 torch calls that each read the whole block (:mod:`~weightstats.capture._group`). Measured on
 the digits MLP (85k weights, one torch thread, 2-core machine, 2000 steps, medians of 7
 interleaved runs, ``bench/capture_overhead.py``): training with this kernel inline ran 1.05x
-as long as without a recorder, against 1.11x for the block copy plus the TorchScript
-reduction on a second thread and 1.03x for a bare copy of the weights (the least any
-recorder of exact updates must do). Alone in a hot cache it takes 19 us a step, against 59 us
-for the TorchScript reduction.
+as long as without a recorder when it was written (1.07-1.11x in later runs on the same
+noisy VM, docs/capture.md), against 1.11x for the block copy plus the TorchScript
+reduction on a second thread and 1.03x (later 1.01-1.05x) for a bare copy of the weights
+(the least any recorder of exact updates must do). Alone in a hot cache it takes 18-19 us
+a step, against 59 us for the TorchScript reduction.
 
 The kernel reads the parameters through their data pointers, so that a step costs one call
 whatever the number of tensors; the caller checks, every step, that no parameter changed
@@ -30,7 +31,7 @@ The sampled differences are Δw, laid out per tensor as the store writes them; t
 are, as in the block reduction, of ``y = -Δw - shift``, the shift being the mean of the sampled
 differences of the step (the exact mean when every coordinate is sampled), so that ``sum(y)``
 is small and the central moments follow without cancellation
-(:func:`~weightstats.capture._group.finish_moments`).
+(:func:`~weightstats.capture._group.update_moments_from_sums`).
 
 This module imports numba; :func:`weightstats.capture._kernels.step_kernel` imports it when
 the recorder first needs it and returns None where numba is missing or fails to compile,

@@ -11,10 +11,11 @@ Two paths record the same thing (:func:`make_group` picks one per group):
   a copy per step into a block of rows and one reduction per block, described below.
 
 Measured on the digits MLP (``bench/capture_overhead.py``, 2-core machine, one torch thread):
-the fused kernel costs 19 us a step inline (3 % of the 0.65 ms step) and training ran 1.05x
-as long with it as without a recorder; the block path's per-step copy and reduction on a
-second thread ran 1.11x (cache and memory-bandwidth contention between the two cores, and the
-thread hand-overs, cost more than the arithmetic).
+the fused kernel takes 18-19 us a step alone in a hot cache and 20-23 us inside the training
+loop (3 % of the 0.65 ms step), and training ran 1.05-1.11x as long with it as without a
+recorder (runs of 7 repeats over several sessions); the block path's per-step copy and
+reduction on a second thread ran 1.11x (cache and memory-bandwidth contention between the
+two cores, and the thread hand-overs, cost more than the arithmetic).
 
 The block path
 --------------
@@ -51,9 +52,9 @@ data, so results are bitwise the same threaded or inline. On CUDA the kernels ar
 asynchronous already, so they are always queued inline.
 
 Both paths accumulate the power sums of ``y = -Δw - shift``, finished in float64 once per flush
-by the store's writer thread (:func:`finish_moments`), off the per-step path. The fused pass
-writes the sampled Δw itself; the block path gathers ``-Δw``, negated (exactly) on the writer
-thread (:meth:`Group.finished`).
+by the store's writer thread (:func:`update_moments_from_sums`), off the per-step path. The
+fused pass writes the sampled Δw itself; the block path gathers ``-Δw``, negated (exactly) on
+the writer thread (:meth:`Group.finished`).
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ from . import _io, _kernels
 from ._io import JobThread
 
 __all__ = ["BLOCK_BYTES", "MAX_BLOCK_ROWS", "SMALL_FLOATS", "BlockGroup", "FusedGroup", "Group",
-           "block_rows", "finish", "finish_moments", "make_group", "use_step_thread"]
+           "block_rows", "finish", "make_group", "update_moments_from_sums",
+           "use_step_thread"]
 
 SMALL_FLOATS = (torch.float16, torch.bfloat16)
 
@@ -294,7 +296,7 @@ class FusedGroup(Group):
         for a, c in zip(self._bounds_np[:-1].tolist(), self.coord_counts):
             start = self.flush_every * a
             updates.append(upd[start:start + n * c].view(n, c))
-        moments = None if mom is None else finish_moments(mom, self.numels)
+        moments = None if mom is None else update_moments_from_sums(mom, self.numels)
         return updates, moments, lambda: self.give_back(upd, mom)
 
     def give_back(self, upd: torch.Tensor, mom: torch.Tensor | None) -> None:
@@ -436,7 +438,7 @@ class BlockGroup(Group):
         are free at once."""
         cols = torch.split(upd[:n], self.coord_counts, dim=1)
         updates = [torch.neg(c) for c in cols]  # one pass: negated and contiguous
-        moments = None if mom is None else finish_moments(mom[:n], self.numels)
+        moments = None if mom is None else update_moments_from_sums(mom[:n], self.numels)
         self.give_back(upd, mom)
         return updates, moments, None
 
@@ -539,7 +541,7 @@ def make_group(named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: 
     return BlockGroup(named, moments=moments, flush_every=flush_every, worker=worker)
 
 
-def finish_moments(mom: torch.Tensor, numels: list[int]) -> torch.Tensor:
+def update_moments_from_sums(mom: torch.Tensor, numels: list[int]) -> torch.Tensor:
     """Power-sum rows (n, 5, K) of :meth:`Group.take` -> raw moment rows (n, 4, K) float64:
     ``(mean, var, sum c**3, sum c**4)`` of Δw.
 
@@ -556,5 +558,6 @@ def finish_moments(mom: torch.Tensor, numels: list[int]) -> torch.Tensor:
 def finish(upd: torch.Tensor, mom: torch.Tensor | None, numels: list[int]
            ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Raw rows of the block path (updates ``-Δw`` (n, C), power sums (n, 5, K)) ->
-    (updates Δw (n, C), raw moment rows (n, 4, K) float64); see :func:`finish_moments`."""
-    return torch.neg(upd), None if mom is None else finish_moments(mom, numels)
+    (updates Δw (n, C), raw moment rows (n, 4, K) float64); see
+    :func:`update_moments_from_sums`."""
+    return torch.neg(upd), None if mom is None else update_moments_from_sums(mom, numels)

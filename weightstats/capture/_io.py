@@ -231,8 +231,8 @@ def moments_from_sums(sums, numel):
     keeps ``E1`` small, so the combination loses no accuracy. NaN for an empty tensor.
 
     Torch tensors (on any device) or numpy arrays in; the same kind out. The recorder's
-    update moments (:func:`weightstats.capture._group.finish_moments`) and the snapshot
-    statistics both come from here.
+    update moments (:func:`weightstats.capture._group.update_moments_from_sums`) and the
+    snapshot statistics both come from here.
     """
     as_numpy = isinstance(sums, np.ndarray)
     sums = torch.as_tensor(sums).to(torch.float64)
