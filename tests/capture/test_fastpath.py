@@ -122,10 +122,13 @@ def test_fused_and_block_paths_record_the_same(tmp_path, monkeypatch):
                                    rtol=1e-5, atol=1e-6)
 
 
-def test_fused_kernel_moments_match_numpy_when_the_mean_dwarfs_the_spread(rng):
+@pytest.mark.parametrize("mode", ["in_place", "into_another_buffer", "snapshot"])
+def test_fused_kernel_moments_match_numpy_when_the_mean_dwarfs_the_spread(rng, mode):
     """Power sums about the sampled mean, in float64: the central moments of -Δw stay exact
     when every coordinate moves by about the same amount (a mean 10^4 standard deviations
-    away from zero); a snapshot taken in the same pass is the weights, with their moments."""
+    away from zero), in each of the kernel's modes: the step of most steps (the previous
+    weights overwritten in place), the step after a snapshot (the weights written into
+    another buffer) and a snapshot step, whose snapshot is the weights, with their moments."""
     kernel = _kernels.step_kernel()
     if kernel is None:
         pytest.skip("numba is not installed")
@@ -141,20 +144,25 @@ def test_fused_kernel_moments_match_numpy_when_the_mean_dwarfs_the_spread(rng):
     mom = np.empty((5, len(sizes)))
     snap, snap_sums = np.empty_like(prev), np.empty((5, len(sizes)))
     old = prev.copy()
-    kernel(np.array([p.data_ptr() for p in params], np.int64), prev, snap, False,
-           np.cumsum([0, *sizes[:-1]]).astype(np.int64), np.array(sizes, np.int64),
+    in_place, snapshot = mode == "in_place", mode == "snapshot"
+    kernel(np.array([p.data_ptr() for p in params], np.int64), prev, prev if in_place else snap,
+           in_place, np.cumsum([0, *sizes[:-1]]).astype(np.int64), np.array(sizes, np.int64),
            np.concatenate(coords).astype(np.int64), bounds, upd, 0, 1, mom, True,
-           snap_sums, True)
-    np.testing.assert_array_equal(prev, old)  # read only: the weights went into the snapshot
-    np.testing.assert_array_equal(snap, np.concatenate(after))  # and the snapshot
-    snap_raw = _io.moments_from_sums(snap_sums.T, np.array(sizes))
-    for k, n in enumerate(sizes):  # the snapshot's statistics, against numpy and scipy
-        a = after[k].astype(np.float64)
-        fin = _io.finish_moments(snap_raw[k], n)
-        np.testing.assert_allclose(fin[:2], [a.mean(), a.var()], rtol=1e-12, atol=1e-300)
-        if n > 2:
-            np.testing.assert_allclose(fin[2:], [scipy.stats.skew(a), scipy.stats.kurtosis(a)],
-                                       rtol=1e-9)
+           snap_sums, snapshot)
+    if in_place:  # the previous weights are now the current ones
+        np.testing.assert_array_equal(prev, np.concatenate(after))
+    else:  # read only: the weights went into the other buffer
+        np.testing.assert_array_equal(prev, old)
+        np.testing.assert_array_equal(snap, np.concatenate(after))
+    if snapshot:
+        snap_raw = _io.moments_from_sums(snap_sums.T, np.array(sizes))
+        for k, n in enumerate(sizes):  # the snapshot's statistics, against numpy and scipy
+            a = after[k].astype(np.float64)
+            fin = _io.finish_moments(snap_raw[k], n)
+            np.testing.assert_allclose(fin[:2], [a.mean(), a.var()], rtol=1e-12, atol=1e-300)
+            if n > 2:
+                np.testing.assert_allclose(fin[2:], [scipy.stats.skew(a),
+                                                     scipy.stats.kurtosis(a)], rtol=1e-9)
     fin = _group.update_moments_from_sums(torch.from_numpy(mom)[None], sizes)
     for k, n in enumerate(sizes):
         d = (after[k] - before[k]).astype(np.float64)  # Δw as recorded: float32 differences
