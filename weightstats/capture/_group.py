@@ -266,6 +266,9 @@ class FusedGroup(Group):
         # the group's own buffer is then free
         self._prev_shared = False
         self._own: torch.Tensor | None = None
+        # one call now (the weights against themselves: zeros into row 0, which the first
+        # step overwrites), so that numba compiles or loads the kernel here, where
+        # make_group falls back to the block path if it cannot
         self._run(self._addresses(ps), 0)
 
     def new_buffers(self) -> None:
