@@ -273,21 +273,23 @@ class StoreWriterMixin:
         _io.atomic_save_tensors(path, tensors, metadata, fsync=self._fsync)
         self._pending_rows.extend(batches)
 
-    def _raw_moments(self, xs: list[torch.Tensor], sums: list | None = None) -> np.ndarray:
-        """``(mean, var, sum c**3, sum c**4)`` rows of CPU tensors: from the shifted power sums
-        the recorder's fused kernel took (`sums`, one per tensor) when it took them all, else
-        computed here (float64, two-pass; see _kernels.moments_of)."""
+    def _raw_moments(self, xs: list[torch.Tensor], numels: np.ndarray,
+                     sums: list | None = None) -> np.ndarray:
+        """``(mean, var, sum c**3, sum c**4)`` rows of CPU tensors (`numels` their sizes):
+        from the shifted power sums the recorder's fused kernel took (`sums`, one per tensor)
+        when it took them all, else computed here (float64, two-pass; see
+        _kernels.moments_of)."""
         if sums is not None and len(sums) == len(xs) and all(s is not None for s in sums):
-            return _io.moments_from_sums(np.stack(sums), np.array([t.numel() for t in xs]))
-        if sum(t.numel() for t in xs) <= SMALL_MOMENTS:
+            return _io.moments_from_sums(np.stack(sums), numels)
+        if numels.sum() <= SMALL_MOMENTS:
             return _io.moments_numpy(xs)
         return self._moments([_as_float(t) for t in xs]).numpy()
 
     def _index_moments(self, xs: list[torch.Tensor], sums: list | None = None) -> np.ndarray:
         """``(mean, var, skewness, kurtosis)`` rows (len(xs), 4) of CPU tensors, the index
         statistics of every shard kind (see :meth:`_raw_moments`)."""
-        return _io.finish_moments(self._raw_moments(xs, sums),
-                                  np.array([max(1, t.numel()) for t in xs]))
+        numels = np.array([t.numel() for t in xs], dtype=np.int64)
+        return _io.finish_moments(self._raw_moments(xs, numels, sums), np.maximum(numels, 1))
 
     def _moment_rows(self, xs: list[torch.Tensor], sums: list | None = None) -> list[dict]:
         """:meth:`_index_moments` as one dict per tensor, with its ``numel``."""
