@@ -3,7 +3,9 @@
 Trains a small MLP classifier and a small VAE on scikit-learn's ``digits`` (no download) with and
 without a :class:`WeightRecorder` at ``every`` = 1, 10 and 100 (for the VAE also a
 :class:`LatentRecorder` on a fixed evaluation batch of 256 digits once per 28-step epoch;
-``100+all``: every=100 with the latents of all 1,797 digits instead). Runs are interleaved and
+``100+all``: every=100 with the latents of all 1,797 digits instead; ``100s`` and ``1s``:
+every=100 and every=1 with ``moments="sampled"``, the moments of the sampled coordinates'
+updates, which reads only those each step). Runs are interleaved and
 repeated in a shuffled order; the script prints the median wall time per configuration and its
 ratio to the median without a recorder. Every recorded run includes creating and closing the
 recorders (all data flushed to disk); ``fixed_ms`` says how much of the run that took. A second
@@ -21,7 +23,7 @@ uses: the copy of the weights on the training thread, the block reduction's shar
 writing one file, each as a fraction of a training step.
 
     .venv/bin/python bench/capture_overhead.py [--repeats 7] [--steps 2000] [--threads 1]
-                                               [--batch 64] [--no-moments] [--floor]
+                                               [--batch 64] [--moments exact] [--floor]
                                                [--step-thread auto|on|off] [--dir .]
 
 Targets (issue 5): <= 1.05 with every=100, <= 1.25 with every=1 (a full snapshot every step).
@@ -46,6 +48,8 @@ from weightstats.capture.hooks import LatentRecorder, WeightRecorder
 from weightstats.capture.store import RunStore
 
 EVERY = (100, 10, 1)
+#: the same with moments="sampled" (the label's "s")
+EVERY_SAMPLED = ("100s", "1s")
 
 #: rows of the fixed evaluation batch whose latents the VAE runs record once per epoch
 EVAL_ROWS = 256
@@ -112,13 +116,17 @@ def train_step(kind: str, model, opt, xb, yb) -> None:
 
 
 def run(kind: str, every: int | str | None, steps: int, x, y, folder: Path, batch: int,
-        moments: bool = True, step_thread: bool | None = None) -> tuple[float, float, float]:
+        moments: bool | str = True, step_thread: bool | None = None
+        ) -> tuple[float, float, float]:
     """(wall seconds, process CPU seconds, seconds spent creating and closing the recorders)
     of one training run; ``every="noise"``: none; ``every="kernels"``: only the recorder's
     per-step kernels, hooked in bare (no files); ``every="100+all"``: every=100 with the
-    latents of all 1,797 digits instead of a fixed batch of :data:`EVAL_ROWS`."""
+    latents of all 1,797 digits instead of a fixed batch of :data:`EVAL_ROWS`; ``"100s"``,
+    ``"1s"``: every=100 or 1 with ``moments="sampled"``."""
     if every == "noise":
         every = None
+    if isinstance(every, str) and every.endswith("s") and every[:-1].isdigit():
+        every, moments = int(every[:-1]), "sampled"
     eval_rows = EVAL_ROWS
     if every == "100+all":
         every, eval_rows = 100, x.shape[0]
@@ -159,7 +167,7 @@ class _BareKernels:
     recorder would choose. Its ratio is the in-loop floor of the per-step work, cache
     effects included."""
 
-    def __init__(self, model, opt, *, moments: bool, step_thread: bool | None) -> None:
+    def __init__(self, model, opt, *, moments: bool | str, step_thread: bool | None) -> None:
         from weightstats.capture._group import make_group, use_step_thread
         from weightstats.capture._io import JobThread
 
@@ -267,8 +275,9 @@ def main() -> None:
                     help="training steps per run (2000: 72 epochs of digits at batch 64)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--no-moments", action="store_true",
-                    help="record only the sampled coordinates (WeightRecorder(moments=False))")
+    ap.add_argument("--moments", choices=("exact", "sampled", "none"), default="exact",
+                    help="WeightRecorder(moments=...) of the kernels and every= lines (the "
+                         "100s and 1s lines are always 'sampled')")
     ap.add_argument("--step-thread", choices=("auto", "on", "off"), default="auto",
                     help="WeightRecorder(step_thread=...): block reductions on a thread "
                          "(auto: when torch leaves a core free)")
@@ -286,8 +295,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir=args.dir, prefix=".capture-bench-") as tmp:
             floor(x, y, args.batch, Path(tmp))
     extra = ("noise", "copy", "kernels") if _HAS_KERNELS else ("noise", "copy")
-    shown = {kind: (None, *extra, *EVERY, *(("100+all",) if kind == "vae" else ()))
+    shown = {kind: (None, *extra, *EVERY, *EVERY_SAMPLED,
+                    *(("100+all",) if kind == "vae" else ()))
              for kind in ("mlp", "vae")}
+    moments = {"exact": True, "sampled": "sampled", "none": False}[args.moments]
     configs = [(kind, every) for kind in ("mlp", "vae") for every in shown[kind]]
     times: dict[tuple, list[float]] = {c: [] for c in configs}
     cpus: dict[tuple, list[float]] = {c: [] for c in configs}
@@ -304,14 +315,14 @@ def main() -> None:
             for c in order:
                 folder = Path(tmp) / f"r{rep}"
                 wall, cpu, setup_close = run(*c, steps=args.steps, x=x, y=y, folder=folder,
-                                             batch=args.batch, moments=not args.no_moments,
+                                             batch=args.batch, moments=moments,
                                              step_thread=step_thread)
                 times[c].append(wall)
                 cpus[c].append(cpu)
                 fixed[c].append(setup_close)
                 shutil.rmtree(folder, ignore_errors=True)
     print(f"{args.steps} steps, batch {args.batch}, {args.threads} torch thread(s), "
-          f"moments={not args.no_moments}, step_thread={args.step_thread}, "
+          f"moments={args.moments}, step_thread={args.step_thread}, "
           f"{args.repeats} interleaved repeats; "
           "median wall seconds, ratios to no recorder (noise: a second run without one); "
           "fixed_ms: creating and closing the recorders, included in the run")

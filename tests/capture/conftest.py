@@ -19,4 +19,4 @@ def block_path(monkeypatch):
     """Record through the block path (as where numba is missing) instead of the fused kernel."""
     from weightstats.capture import _kernels
 
-    monkeypatch.setattr(_kernels, "step_kernel", lambda: None)
+    monkeypatch.setattr(_kernels, "step_kernel", lambda sampled=False: None)

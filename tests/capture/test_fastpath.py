@@ -101,7 +101,7 @@ def test_fused_and_block_paths_record_the_same(tmp_path, monkeypatch):
     numpy elsewhere)."""
     fused = _record(tmp_path / "fused", False)
     assert fused.manifest["recorders"]["weights"]["kernel"] == "fused"
-    monkeypatch.setattr(_kernels, "step_kernel", lambda: None)
+    monkeypatch.setattr(_kernels, "step_kernel", lambda sampled=False: None)
     block = _record(tmp_path / "block", False)
     assert block.manifest["recorders"]["weights"]["kernel"] == "block"
     cols = ["mean", "var", "skewness", "kurtosis"]
@@ -325,7 +325,7 @@ def test_snapshot_every_step_through_the_fused_pass_matches_the_block_path(tmp_p
         return RunStore.open(path)
 
     fused = record(tmp_path / "fused")
-    monkeypatch.setattr(_kernels, "step_kernel", lambda: None)
+    monkeypatch.setattr(_kernels, "step_kernel", lambda sampled=False: None)
     block = record(tmp_path / "block")
     assert fused.manifest["recorders"]["weights"]["kernel"] == "fused"
     for step in range(12):

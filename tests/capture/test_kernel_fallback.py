@@ -41,7 +41,7 @@ def test_a_kernel_that_fails_to_compile_leaves_the_block_path(tmp_path, monkeypa
     def broken(*args):
         raise RuntimeError("LLVM ERROR: cannot select")
 
-    monkeypatch.setattr(_kernels, "step_kernel", lambda: broken)
+    monkeypatch.setattr(_kernels, "step_kernel", lambda sampled=False: broken)
     run = _record(tmp_path / "r")
     assert run.manifest["recorders"]["weights"]["kernel"] == "block"
     assert len(run.trajectories("0.weight").updates) == 9

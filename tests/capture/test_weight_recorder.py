@@ -17,7 +17,7 @@ from weightstats.errors import InputDataError, RunStoreError, WeightstatsWarning
 
 
 @pytest.mark.parametrize(("moments", "step_thread"), [(True, False), (False, False),
-                                                      (True, True)])
+                                                      ("sampled", False), (True, True)])
 @pytest.mark.parametrize("opt_name", ["adam", "sgd"])
 def test_training_is_bitwise_identical_with_recorder(tmp_path, opt_name, moments, step_thread):
     """50 seeded steps (with dropout, so the global RNG matters) with and without a recorder

@@ -142,3 +142,43 @@ def fused_step(pointers, prev, after, in_place, offsets, numels, coords, coord_b
                 _power_sums(now_out, wshift, snap_sums, k)
         if moments:
             _store_sums(mom, k, s1, s2, s3, s4, shift)
+
+
+@numba.njit(nogil=True, fastmath=True, cache=True)
+def sampled_step(pointers, prev, offsets, numels, coords, coord_bounds, upd, row, rows, mom,
+                 moments, snap, snap_sums, snapshot):
+    """After a step, reading only the sampled coordinates (``moments="sampled"`` or none):
+    Δw there into row `row` of `upd`, and ``prev`` (C,), their values after the previous
+    step, overwritten with the current ones; ``mom`` (5, K) = the sums of ``y, y**2, y**3,
+    y**4`` (``y = -Δw - shift``) over the sampled coordinates and the shift, when `moments`;
+    on a `snapshot` step ``snap`` (N,) = all current weights and ``snap_sums`` (5, K) their
+    shifted power sums, as :func:`fused_step` gives them. Arguments as for
+    :func:`fused_step`; the shifts are the same (means over the sampled coordinates), so
+    when every coordinate is sampled the sums are those of :func:`fused_step`.
+    """
+    for k in range(offsets.shape[0]):
+        n = numels[k]
+        w = numba.carray(_as_pointer(pointers[k]), n, prev.dtype)
+        first, last = coord_bounds[k], coord_bounds[k + 1]
+        out = upd[rows * first + row * (last - first):rows * first + (row + 1) * (last - first)]
+        total = 0.0
+        level = 0.0
+        for c in range(first, last):
+            now = w[coords[c]]
+            d = now - prev[c]  # Δw, the exact difference of two floats
+            out[c - first] = d
+            prev[c] = now
+            total -= d
+            level += now
+        m = max(last - first, 1)
+        if moments:
+            shift = total / m
+            s1 = s2 = s3 = s4 = 0.0
+            for c in range(last - first):
+                s1, s2, s3, s4 = _accumulate(s1, s2, s3, s4, -out[c] - shift)
+            _store_sums(mom, k, s1, s2, s3, s4, shift)
+        if snapshot:
+            dst = snap[offsets[k]:offsets[k] + n]
+            for t in range(n):
+                dst[t] = w[t]
+            _power_sums(dst, level / m, snap_sums, k)

@@ -71,11 +71,30 @@ import torch
 from . import _io, _kernels
 from ._io import JobThread
 
-__all__ = ["BLOCK_BYTES", "MAX_BLOCK_ROWS", "SMALL_FLOATS", "BlockGroup", "FusedGroup", "Group",
-           "block_rows", "finish", "make_group", "update_moments_from_sums",
-           "use_step_thread"]
+__all__ = ["BLOCK_BYTES", "MAX_BLOCK_ROWS", "MOMENT_MODES", "SMALL_FLOATS", "BlockGroup",
+           "FusedGroup", "Group", "SampledFusedGroup", "block_rows", "finish", "make_group",
+           "moment_mode", "update_moments_from_sums", "use_step_thread"]
 
 SMALL_FLOATS = (torch.float16, torch.bfloat16)
+
+#: what the recorder computes of each tensor's whole update at every step: ``"exact"`` the
+#: moments of all its values (it keeps a copy of the weights and reads all of them each
+#: step); ``"sampled"`` the moments of the sampled coordinates' updates (only those are kept
+#: and read, except on snapshot steps); ``"none"`` no moments (only the sampled coordinates)
+MOMENT_MODES = ("exact", "sampled", "none")
+
+
+def moment_mode(moments: bool | str | None) -> str:
+    """`moments` as one of :data:`MOMENT_MODES`: True is ``"exact"``, False and None
+    ``"none"``."""
+    if moments is True:
+        return "exact"
+    if moments is False or moments is None:
+        return "none"
+    if isinstance(moments, str) and moments in MOMENT_MODES:
+        return moments
+    raise ValueError(f"`moments` must be one of {', '.join(map(repr, MOMENT_MODES))}, True or "
+                     f"False; got {moments!r}.")
 
 #: most steps reduced together: each reduction has a fixed cost (some 40 torch calls and a
 #: wake-up of the thread that runs it). Digits MLP, reduction on a second core, 1000
@@ -118,8 +137,8 @@ class Group:
     #: numba's per-step kernel does the work inline (the flush need not wait for anything)
     fused = False
 
-    def __init__(self, named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: bool,
-                 flush_every: int, worker: JobThread) -> None:
+    def __init__(self, named: list[tuple[str, torch.Tensor, torch.Tensor]], *,
+                 moments: bool | str, flush_every: int, worker: JobThread) -> None:
         first = named[0][1]
         self.device = first.device
         # work dtype: float32 for half types (differences of two bf16 values are exact in fp32)
@@ -128,7 +147,10 @@ class Group:
         self.refs = [weakref.ref(p) for _, p, _ in named]
         self.shapes = [tuple(p.shape) for _, p, _ in named]
         self.numels = [p.numel() for _, p, _ in named]
-        self.moments = moments
+        self.mode = moment_mode(moments)
+        self.moments = self.mode != "none"
+        # only the sampled coordinates are kept and read each step (all weights on snapshots)
+        self.sampled = self.mode != "exact"
         self.flush_every = flush_every
         self.worker = worker
         offsets = [0]
@@ -137,6 +159,8 @@ class Group:
         self.offsets = offsets
         self.coords = [c for _, _, c in named]  # per tensor, CPU int64, sorted
         self.coord_counts = [c.numel() for c in self.coords]
+        #: per tensor, the number of values its update moments are over
+        self.moment_counts = self.coord_counts if self.sampled else self.numels
         self.spare: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         # flat snapshot buffers given back, with their views
         self.snap_pool: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
@@ -243,12 +267,12 @@ class FusedGroup(Group):
 
     fused = True
 
-    def __init__(self, named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: bool,
-                 flush_every: int, worker: JobThread, kernel) -> None:
+    def __init__(self, named: list[tuple[str, torch.Tensor, torch.Tensor]], *,
+                 moments: bool | str, flush_every: int, worker: JobThread, kernel) -> None:
         super().__init__(named, moments=moments, flush_every=flush_every, worker=worker)
         self.kernel = kernel
         ps = [p for _, p, _ in named]
-        self.prev = torch.cat([p.detach().reshape(-1) for p in ps]).to(self.wdtype)
+        self.prev = self._initial_prev(ps)
         self._prev_np = self.prev.numpy()
         self._offsets_np = np.array(self.offsets, dtype=np.int64)
         self._numels_np = np.array(self.numels, dtype=np.int64)
@@ -270,6 +294,10 @@ class FusedGroup(Group):
         # step overwrites), so that numba compiles or loads the kernel here, where
         # make_group falls back to the block path if it cannot
         self._run(self._addresses(ps), 0)
+
+    def _initial_prev(self, ps: list[torch.Tensor]) -> torch.Tensor:
+        """The buffer of the weights the first step is compared with: all of them."""
+        return torch.cat([p.detach().reshape(-1) for p in ps]).to(self.wdtype)
 
     def new_buffers(self) -> None:
         if self.spare:
@@ -299,7 +327,7 @@ class FusedGroup(Group):
         for a, c in zip(self._bounds_np[:-1].tolist(), self.coord_counts):
             start = self.flush_every * a
             updates.append(upd[start:start + n * c].view(n, c))
-        moments = None if mom is None else update_moments_from_sums(mom, self.numels)
+        moments = None if mom is None else update_moments_from_sums(mom, self.moment_counts)
         return updates, moments, lambda: self.give_back(upd, mom)
 
     def give_back(self, upd: torch.Tensor, mom: torch.Tensor | None) -> None:
@@ -321,7 +349,7 @@ class FusedGroup(Group):
         # moved, converted or made non-contiguous since the recorder attached: stage a copy
         self._layout = []
         if self._staging is None:
-            self._staging = torch.empty_like(self.prev)
+            self._staging = torch.empty(sum(self.numels), dtype=self.wdtype)
         views = [self._staging[o:o + n].view(p.shape) for o, n, p in
                  zip(self.offsets, self.numels, ps)]
         torch._foreach_copy_(views, [p.detach() for p in ps])
@@ -387,29 +415,78 @@ class FusedGroup(Group):
             super().give_back_snapshot(flat, views)
 
 
+class SampledFusedGroup(FusedGroup):
+    """CPU float32/float64 parameters with ``moments="sampled"`` or none: numba's
+    :func:`~weightstats.capture._fused.sampled_step`, inline after each step, reads only the
+    sampled coordinates (and, on snapshot steps, copies every weight into the snapshot
+    buffer with their power sums). :attr:`prev` holds the sampled coordinates' values after
+    the previous step, not a copy of the weights: the recorder's memory and per-step reads
+    are those of the sample, whatever the size of the model. The moments (``"sampled"``)
+    are those of the sampled coordinates' updates; the coordinates are the same as with
+    ``moments="exact"``, so are the recorded updates (bitwise).
+    """
+
+    def _initial_prev(self, ps: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1)[c] for p, c in zip(ps, self.coords)]
+                         ).to(self.wdtype)
+
+    def _run(self, pointers: np.ndarray, row: int, after: torch.Tensor | None = None,
+             snap_sums: np.ndarray | None = None) -> None:
+        """One kernel call: differences at the sampled coordinates against :attr:`prev`
+        (overwritten); on a snapshot step (`after` given) all weights into `after` and their
+        power sums into `snap_sums`."""
+        snapshot = after is not None
+        mom = self._scratch_sums if self._mom_np is None else self._mom_np[row]
+        self.kernel(pointers, self._prev_np, self._offsets_np, self._numels_np,
+                    self._coords_np, self._bounds_np, self._upd_np, row, self.flush_every, mom,
+                    self._mom_np is not None, after.numpy() if snapshot else self._prev_np,
+                    snap_sums if snapshot else self._scratch_sums, snapshot)
+
+    def post(self, row: int, snapshot: torch.dtype | None = None) -> None:
+        ps = self.params()
+        if ps is None:
+            return
+        pointers = self._addresses(ps)
+        if snapshot != self.wdtype:  # none, or one in another dtype (snapshot_flat copies)
+            self._run(pointers, row)
+            return
+        taken = self._pooled_snapshot(snapshot)
+        flat, views = (taken if taken is not None
+                       else (torch.empty(sum(self.numels), dtype=self.wdtype), None))
+        sums = np.empty((5, len(self.numels)))
+        self._run(pointers, row, flat, sums)
+        self._taken = (flat, views if views is not None else self.views_of(flat), sums)
+
+
 class BlockGroup(Group):
     """The block path: one copy of the weights per step into a block of rows, one reduction
     per block (see the module note); for CUDA and half-precision parameters, and where
-    numba is missing."""
+    numba is missing. With ``moments="sampled"`` or none a row holds only the sampled
+    coordinates (gathered from each parameter), which the same reduction treats as the
+    tracked values."""
 
-    def __init__(self, named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: bool,
-                 flush_every: int, worker: JobThread) -> None:
+    def __init__(self, named: list[tuple[str, torch.Tensor, torch.Tensor]], *,
+                 moments: bool | str, flush_every: int, worker: JobThread) -> None:
         super().__init__(named, moments=moments, flush_every=flush_every, worker=worker)
         kw = {"device": self.device, "dtype": self.wdtype}
-        n_total = sum(self.numels)
-        n_planes = 2 if moments else 1
+        # what a row holds, per tensor: all its values, or its sampled coordinates
+        self.row_numels = self.coord_counts if self.sampled else self.numels
+        self.row_offsets = np.cumsum([0, *self.row_numels[:-1]]).tolist()
+        row_shapes = [(c,) for c in self.coord_counts] if self.sampled else self.shapes
+        n_total = sum(self.row_numels)
+        n_planes = 2 if self.moments else 1
         itemsize = torch.empty(0, dtype=self.wdtype).element_size()
         self.rows = block_rows(n_total, itemsize, n_planes, flush_every)
         # CUDA kernels are asynchronous already: queue them inline, on one block
         self.threaded = self.device.type == "cpu" and worker.threaded
         self.blocks = [torch.empty((n_planes, self.rows + 1, n_total), **kw)
                        for _ in range(2 if self.threaded else 1)]
-        spans = list(zip(self.offsets, self.numels))
+        spans = list(zip(self.row_offsets, self.row_numels))
         self.kernel = _kernels.block_kernel()
         # per block, an event set when the reduction last submitted for it has finished
         self.done: list[threading.Event | None] = [None] * len(self.blocks)
         # per block, per row: the parameters' shapes in plane 0 (the per-step kernel's target)
-        self.row_views = [[[blk[0, r, o:o + n].view(sh) for (o, n), sh in zip(spans, self.shapes)]
+        self.row_views = [[[blk[0, r, o:o + n].view(sh) for (o, n), sh in zip(spans, row_shapes)]
                            for r in range(self.rows + 1)] for blk in self.blocks]
         self.free = [threading.Event() for _ in self.blocks]
         for ev in self.free:
@@ -417,8 +494,12 @@ class BlockGroup(Group):
         self.b = 0  # block being filled
         self.j = 0  # rows (steps) in it so far
         self.r0 = 0  # flush row of its first step
-        self.coords_all = torch.cat([c + o for c, o in zip(self.coords, self.offsets)]
-                                    ).to(self.device)
+        if self.sampled:  # each parameter's coordinates; the row is the sample itself
+            self.coords_dev = [c.to(self.device) for c in self.coords]
+            self.coords_all = torch.arange(n_total, device=self.device)
+        else:
+            self.coords_all = torch.cat([c + o for c, o in zip(self.coords, self.offsets)]
+                                        ).to(self.device)
         self._start_block()
 
     def new_buffers(self) -> None:
@@ -435,13 +516,22 @@ class BlockGroup(Group):
         if upd._base is not None and upd._base.shape[0] == self.flush_every and len(self.spare) < 2:
             self.spare.append((upd._base, None if mom is None else mom._base))
 
+    def _copy_row(self, views: list[torch.Tensor], ps: list[torch.Tensor]) -> None:
+        """The current weights (or their sampled coordinates) into one row's views."""
+        if not self.sampled:
+            torch._foreach_copy_(views, ps)
+            return
+        for v, p, c in zip(views, ps, self.coords_dev):
+            v.copy_(torch.take(p.detach(), c))
+
     def finished(self, upd: torch.Tensor, mom: torch.Tensor | None, n: int
                  ) -> tuple[list[torch.Tensor], torch.Tensor | None, Callable[[], None] | None]:
         """The gathered ``-Δw`` negated per tensor (one pass, contiguous); the raw buffers
         are free at once."""
         cols = torch.split(upd[:n], self.coord_counts, dim=1)
         updates = [torch.neg(c) for c in cols]  # one pass: negated and contiguous
-        moments = None if mom is None else update_moments_from_sums(mom[:n], self.numels)
+        moments = None if mom is None else update_moments_from_sums(mom[:n],
+                                                                    self.moment_counts)
         self.give_back(upd, mom)
         return updates, moments, None
 
@@ -465,7 +555,7 @@ class BlockGroup(Group):
         if self.j == 0:
             self.r0 = row
         self.j += 1
-        torch._foreach_copy_(self.row_views[self.b][self.j], ps)
+        self._copy_row(self.row_views[self.b][self.j], ps)
         if self.j == self.rows:
             self._submit_block()
 
@@ -490,7 +580,7 @@ class BlockGroup(Group):
         ps = self.params()
         if ps is not None:
             with torch.no_grad():
-                torch._foreach_copy_(self.row_views[self.b][0], ps)
+                self._copy_row(self.row_views[self.b][0], ps)
 
     def _submit_block(self) -> None:
         b, j, r0, upd, mom = self.b, self.j, self.r0, self.upd, self.mom
@@ -520,15 +610,17 @@ class BlockGroup(Group):
         """Updates, sampled coordinates and power sums of the `j` steps in block `b`, into
         flush rows ``[r0, r0 + j)`` of `upd` and `mom` (:func:`~._kernels.reduce_block`)."""
         self.kernel(self.blocks[b], j, self.coords_all, upd[r0:r0 + j],
-                    None if mom is None else mom[r0:r0 + j], self.offsets, self.numels)
+                    None if mom is None else mom[r0:r0 + j], self.row_offsets, self.row_numels)
 
 
-def make_group(named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: bool,
+def make_group(named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: bool | str,
                flush_every: int, worker: JobThread) -> Group:
-    """The group for parameters sharing one device and dtype: :class:`FusedGroup` for CPU
-    float32/float64 where numba compiles its kernel, else :class:`BlockGroup`."""
+    """The group for parameters sharing one device and dtype: :class:`FusedGroup` (moments
+    ``"exact"``) or :class:`SampledFusedGroup` (``"sampled"``, none) for CPU float32/float64
+    where numba compiles its kernel, else :class:`BlockGroup`."""
     first = named[0][1]
-    kernel = (_kernels.step_kernel()
+    sampled = moment_mode(moments) != "exact"
+    kernel = (_kernels.step_kernel(sampled=sampled)
               if first.device.type == "cpu" and first.dtype in (torch.float32, torch.float64)
               else None)
     if kernel is not None:
@@ -537,8 +629,9 @@ def make_group(named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: 
                 # the first call compiles the kernel, or loads it from numba's cache (which
                 # warns where no cache folder is writable, and then compiles once per process)
                 warnings.simplefilter("ignore")
-                return FusedGroup(named, moments=moments, flush_every=flush_every,
-                                  worker=worker, kernel=kernel)
+                fused = SampledFusedGroup if sampled else FusedGroup
+                return fused(named, moments=moments, flush_every=flush_every, worker=worker,
+                             kernel=kernel)
         except Exception:  # noqa: BLE001 - numba could not compile it here: the block path
             pass
     return BlockGroup(named, moments=moments, flush_every=flush_every, worker=worker)

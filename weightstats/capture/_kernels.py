@@ -156,22 +156,25 @@ def moments_kernel() -> Callable:
     return _scripted(moments_of)
 
 
-_STEP: List[Optional[Callable]] = []
+#: numba's per-step kernels by name, or None where numba is missing (filled on first use)
+_STEP: Dict[str, Optional[Callable]] = {}
 
 
-def step_kernel() -> Optional[Callable]:
-    """:func:`weightstats.capture._fused.fused_step`, the per-step CPU kernel compiled by numba
-    (loaded once per process: about 0.3 s from numba's on-disk cache, 1-2 s the first time),
-    or None where numba is missing or cannot compile it; the recorder then uses the block
-    reduction."""
+def step_kernel(sampled: bool = False) -> Optional[Callable]:
+    """The per-step CPU kernel compiled by numba: :func:`weightstats.capture._fused.fused_step`
+    (every weight read), or with `sampled` :func:`~weightstats.capture._fused.sampled_step`
+    (the sampled coordinates read; all weights on snapshot steps). Loaded once per process:
+    about 0.3 s from numba's on-disk cache, 1-2 s the first time. None where numba is missing
+    or cannot compile it; the recorder then uses the block reduction."""
+    name = "sampled_step" if sampled else "fused_step"
     with _LOCK:
-        if not _STEP:
+        if "module" not in _STEP:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # numba's cache warnings (read-only installs)
                     from . import _fused
-                    _STEP.append(_fused.fused_step)
+                    _STEP["module"] = _fused
             except Exception:  # noqa: BLE001 - no numba here: the block path records the same
-                _STEP.append(None)
-        return _STEP[0]
-
+                _STEP["module"] = None
+        module = _STEP["module"]
+        return None if module is None else getattr(module, name)

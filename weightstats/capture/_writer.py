@@ -447,7 +447,8 @@ class StoreWriterMixin:
         """Queue one trajectory shard covering `steps`.
 
         `data` maps a tensor name to ``(coords (C,), updates (T, C), raw_moments (T, 4) or
-        None, shape, numel)``; raw moments are ``(mean, var, sum c**3, sum c**4)`` rows.
+        None, shape, numel)``; raw moments are ``(mean, var, sum c**3, sum c**4)`` rows over
+        `numel` values (the tensor's size, or the sample's with ``moments="sampled"``).
         `data` may also be a function returning that mapping, called on the writer thread
         (the recorder finishes its raw buffers there); then `nbytes` (updates and coords) is
         required. Then write the pending index rows as one Parquet part. `done`, when given,

@@ -54,7 +54,7 @@ import torch
 
 from ..errors import InputDataError, WeightstatsWarning
 from ._common import Events, is_writer_rank, jsonable, select_parameters, to_host
-from ._group import Group, finish, make_group, use_step_thread
+from ._group import Group, finish, make_group, moment_mode, use_step_thread
 from ._io import JobThread
 from .latent import LatentRecorder
 from .store import STORE_DTYPES, RunStore
@@ -106,14 +106,19 @@ class WeightRecorder:
     flush_every : int
         Number of steps of sampled updates buffered in memory before they are written as one
         trajectory shard.
-    moments : bool
-        Compute the moments (mean, var, skewness, kurtosis) of each tensor's whole update at
-        every step. The recorder holds one copy of the selected CPU float32/float64
-        parameters (the fused kernel); on the block path a block of ``rows + 1`` copies on
-        their device (``rows``, at most 25, is fewer for large models: see
+    moments : {"exact", "sampled"}, bool
+        The moments (mean, var, skewness, kurtosis) of each tensor's update at every step.
+        ``"exact"`` (or True): over all its values. The recorder then holds one copy of the
+        selected CPU float32/float64 parameters and reads all of them after each step (the
+        fused kernel); on the block path a block of ``rows + 1`` copies on their device
+        (``rows``, at most 25, is fewer for large models: see
         :func:`~weightstats.capture._group.block_rows`), twice that with moments and twice
-        again with the step thread. With ``moments=False`` only the sampled coordinates
-        are kept.
+        again with the step thread. ``"sampled"``: over the `coords` sampled coordinates
+        whose updates are recorded (the same values as ``"exact"`` for tensors that are all
+        sampled), the ``numel`` of their index rows being the sample size: the recorder keeps
+        and reads only the sampled coordinates, except on snapshot steps, so its memory and
+        per-step cost no longer grow with the model. False: no moments, and only the sampled
+        coordinates are kept.
     seed : int
         Seed of the recorder's own :class:`torch.Generator` (coordinate sampling).
     start_step : int, optional
@@ -144,7 +149,7 @@ class WeightRecorder:
         coords: int = 4096,
         store: RunStore | str | os.PathLike,
         flush_every: int = 100,
-        moments: bool = True,
+        moments: bool | str = True,
         seed: int = 0,
         start_step: int | None = None,
         step_thread: bool | None = None,
@@ -166,7 +171,11 @@ class WeightRecorder:
         self.every = int(every)
         self.coords = int(coords)
         self.flush_every = int(flush_every)
-        self.moments = bool(moments)
+        try:
+            #: "exact", "sampled" or "none"
+            self.moments = moment_mode(moments)
+        except ValueError as exc:
+            raise InputDataError(str(exc)) from None
         self.seed = int(seed)
         self.step_thread = step_thread
         self._handles: list[Any] = []
@@ -351,7 +360,7 @@ class WeightRecorder:
                 upd, mom = g.take(n)  # buffers handed over, not copied
                 nbytes += (n * upd.element_size() + 8) * sum(g.coord_counts)
                 if upd.is_cuda:  # finish on the device, then one non-blocking copy each
-                    upd, mom = finish(upd, mom, g.numels)
+                    upd, mom = finish(upd, mom, g.moment_counts)
                     upd, ev = to_host(upd)
                     events.append(ev)
                     if mom is not None:
@@ -376,7 +385,7 @@ class WeightRecorder:
                         releases.append(release)
                 for k, name in enumerate(g.names):
                     data[name] = (g.coords[k], updates[k], None if mom is None else mom[:, :, k],
-                                  g.shapes[k], g.numels[k])
+                                  g.shapes[k], g.moment_counts[k])
             return {name: data[name] for name in order}
 
         def written() -> None:  # the buffers the shard was written from go back to the groups
