@@ -19,7 +19,9 @@ What a recorder promises
   snapshot buffer with their power sums. Otherwise (CUDA, half precision, no numba) it runs
   one batched copy per step into a block of rows, and once per block one reduction, on a
   thread of its own when a CPU core is free (``step_thread``), with bitwise the same results
-  (see :mod:`weightstats.capture._group`). The sampled updates and raw moments go into
+  (see :mod:`weightstats.capture._group`). With ``moments="sampled"`` or False both read
+  and keep only the sampled coordinates (all weights on snapshot steps). The sampled
+  updates and raw moments go into
   buffers that are handed to the store once per `flush_every` steps (pinned, non-blocking
   copies on CUDA), where its writer thread finishes the moments in float64 and writes them;
   snapshots are written by the store's writer thread (the snapshots of one flush interval
