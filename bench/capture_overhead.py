@@ -264,8 +264,8 @@ def _floor_one(kind: str, x, y, batch: int, folder: Path) -> None:
           f"{t_gather:.0f} us + differences and moments {t_mom:.0f} us "
           f"({(t_gather + t_mom) / t_step:.1%}, on the step thread when a core is free); or "
           f"all of it in numba's fused kernel, inline: {t_fused:.0f} us "
-          f"({t_fused / t_step:.1%}); snapshot: cat {t_cat:.0f} us ({t_cat / t_step:.1%}) + one file "
-          f"{t_file:.0f} us on the writer thread ({t_file / t_step:.1%})")
+          f"({t_fused / t_step:.1%}); snapshot: cat {t_cat:.0f} us ({t_cat / t_step:.1%}) "
+          f"+ one file {t_file:.0f} us on the writer thread ({t_file / t_step:.1%})")
 
 
 def main() -> None:
