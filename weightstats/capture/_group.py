@@ -228,6 +228,14 @@ class Group:
             torch._foreach_copy_(views, [p.detach() for p in ps])
         return flat, views, None
 
+    def _snapshot_buffer(self, dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """A flat snapshot buffer of `dtype` and its views: a pooled one, else a new one."""
+        taken = self._pooled_snapshot(dtype)
+        if taken is not None:
+            return taken
+        flat = torch.empty(sum(self.numels), dtype=dtype, device=self.device)
+        return flat, self.views_of(flat)
+
     def _pooled_snapshot(self, dtype: torch.dtype
                          ) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
         while self.snap_pool:
@@ -392,14 +400,13 @@ class FusedGroup(Group):
             return
         # a snapshot step: the weights go into a snapshot buffer instead of back into prev,
         # with their power sums; that buffer is the next step's previous weights
-        taken = self._pooled_snapshot(snapshot)
-        flat, views = taken if taken is not None else (torch.empty_like(self.prev), None)
+        flat, views = self._snapshot_buffer(snapshot)
         sums = np.empty((5, len(self.numels)))
         self._run(pointers, row, flat, sums)
         if not self._prev_shared:
             self._own = self.prev  # free until the next step without a snapshot
         self._set_prev(flat, shared=True)
-        self._taken = (flat, views if views is not None else self.views_of(flat), sums)
+        self._taken = (flat, views, sums)
 
     def snapshot_flat(self, dtype: torch.dtype
                       ) -> tuple[torch.Tensor, list[torch.Tensor], np.ndarray | None] | None:
@@ -450,12 +457,10 @@ class SampledFusedGroup(FusedGroup):
         if snapshot != self.wdtype:  # none, or one in another dtype (snapshot_flat copies)
             self._run(pointers, row)
             return
-        taken = self._pooled_snapshot(snapshot)
-        flat, views = (taken if taken is not None
-                       else (torch.empty(sum(self.numels), dtype=self.wdtype), None))
+        flat, views = self._snapshot_buffer(snapshot)
         sums = np.empty((5, len(self.numels)))
         self._run(pointers, row, flat, sums)
-        self._taken = (flat, views if views is not None else self.views_of(flat), sums)
+        self._taken = (flat, views, sums)
 
 
 class BlockGroup(Group):
