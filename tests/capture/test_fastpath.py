@@ -229,6 +229,31 @@ def test_worker_runs_in_order_and_raises_on_the_caller(threaded):
     assert seen[-1] == "after"
 
 
+def test_worker_thread_starts_with_the_first_job():
+    w = JobThread(threaded=True, name="test-lazy-worker")
+    assert w.threaded and w._thread is None
+    assert "test-lazy-worker" not in {t.name for t in threading.enumerate()}
+    seen = []
+    w.submit(lambda: seen.append(threading.current_thread().name))
+    w.wait()
+    assert seen == ["test-lazy-worker"]
+    w.close()
+    assert not w._thread.is_alive()
+    JobThread(threaded=True, name="test-unused-worker").close()  # never started: nothing to join
+
+
+def test_fused_recorder_keeps_no_idle_step_thread(tmp_path):
+    """Every group fused: nothing is ever handed to the step worker, so no thread runs."""
+    pytest.importorskip("numba")
+    model = make_mlp(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = data()
+    with WeightRecorder(model, opt, every=5, store=tmp_path / "r", step_thread=True) as rec:
+        assert rec.store.manifest["recorders"]["weights"]["kernel"] == "fused"
+        train(model, opt, x, y, steps=12)
+        assert "weightstats-step-worker" not in {t.name for t in threading.enumerate()}
+
+
 def test_worker_close_reraises_and_stops_the_thread():
     w = JobThread(threaded=True, name="test-worker", max_pending=2)
 

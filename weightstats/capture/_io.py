@@ -297,7 +297,7 @@ class JobThread:
     Parameters
     ----------
     threaded : bool
-        Run jobs on a thread of their own.
+        Run jobs on a thread of their own, started with the first job.
     name : str
         The thread's name (shown by debuggers and ``py-spy``).
     max_pending : int
@@ -310,23 +310,28 @@ class JobThread:
                  no_grad: bool = False) -> None:
         self._error: BaseException | None = None
         self._no_grad = no_grad
+        self._name = name
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
-        if threaded:
+        if threaded:  # the thread itself starts with the first job (see _start)
             self._queue = queue.Queue(maxsize=max_pending)
-            # A torch op on a second thread gets intra-op threads of its own (an OpenMP team
-            # and MKL's), which then compete with training's: with torch on both cores of the
-            # 2-core VM, one dot product on the store's writer thread made the training loop
-            # 3.5-4x slower for the rest of the run. torch.set_num_threads(1) on the worker
-            # sets its own OpenMP and MKL threads to one, and torch's default for threads
-            # created later, which the creating thread then sets back to its own count.
-            threads = torch.get_num_threads()
-            ready = threading.Event()
-            self._thread = threading.Thread(target=self._run, args=(ready,), name=name,
-                                            daemon=True)
-            self._thread.start()
-            ready.wait()
-            torch.set_num_threads(threads)
+
+    def _start(self) -> None:
+        """Start the thread: at the first :meth:`submit`, so that a recorder whose groups
+        never hand work over (all fused) keeps no idle thread."""
+        # A torch op on a second thread gets intra-op threads of its own (an OpenMP team
+        # and MKL's), which then compete with training's: with torch on both cores of the
+        # 2-core VM, one dot product on the store's writer thread made the training loop
+        # 3.5-4x slower for the rest of the run. torch.set_num_threads(1) on the worker
+        # sets its own OpenMP and MKL threads to one, and torch's default for threads
+        # created later, which the creating thread then sets back to its own count.
+        threads = torch.get_num_threads()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name=self._name,
+                                        daemon=True)
+        self._thread.start()
+        ready.wait()
+        torch.set_num_threads(threads)
 
     @property
     def threaded(self) -> bool:
@@ -365,8 +370,10 @@ class JobThread:
         self._raise_pending()
         if self._queue is None:
             job()
-        else:
-            self._queue.put(job)
+            return
+        if self._thread is None:
+            self._start()
+        self._queue.put(job)
 
     def wait(self) -> None:
         """Block until every submitted job has run; re-raise a job's exception."""
