@@ -168,7 +168,8 @@ class _BareKernels:
     effects included."""
 
     def __init__(self, model, opt, *, moments: bool | str, step_thread: bool | None) -> None:
-        from weightstats.capture._group import make_group, use_step_thread
+        from weightstats.capture._block import use_step_thread
+        from weightstats.capture._group import make_group
         from weightstats.capture._io import JobThread
 
         gen = torch.Generator().manual_seed(0)
@@ -226,7 +227,8 @@ def floor(x, y, batch: int, folder: Path) -> None:
 
 
 def _floor_one(kind: str, x, y, batch: int, folder: Path) -> None:
-    from weightstats.capture._group import BlockGroup, make_group
+    from weightstats.capture._block import BlockGroup
+    from weightstats.capture._group import make_group
     from weightstats.capture._io import JobThread
 
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ from capture._models import data, make_mlp, train
 from safetensors import safe_open
 from safetensors.torch import load
 
-from weightstats.capture import _group, _io, _kernels, _writer
+from weightstats.capture import _block, _group, _io, _kernels, _writer
 from weightstats.capture._io import JobThread
 from weightstats.capture.hooks import WeightRecorder
 from weightstats.capture.store import RunStore
@@ -271,13 +271,13 @@ def test_ring_waits_when_worker_is_behind(tmp_path, monkeypatch, block_path):
     """More steps than both blocks hold queued behind a slow reduction: every step is still
     recorded (the training thread waits for a block to be free)."""
     gate = threading.Event()
-    real = _group.BlockGroup._reduce
+    real = _block.BlockGroup._reduce
 
     def slow(self, *args):
         gate.wait(5)
         real(self, *args)
 
-    monkeypatch.setattr(_group.BlockGroup, "_reduce", slow)
+    monkeypatch.setattr(_block.BlockGroup, "_reduce", slow)
     model = make_mlp(5, dropout=0.0)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = data()

@@ -9,7 +9,7 @@ parameter once and, in the same pass,
 * accumulates, in float64, the shifted power sums 1-4 of the differences of each tensor.
 
 One pass over the weights replaces a copy into a block of rows plus a reduction of some 40
-torch calls that each read the whole block (:mod:`~weightstats.capture._group`). Measured on
+torch calls that each read the whole block (:mod:`~weightstats.capture._block`). Measured on
 the digits MLP (85k weights, one torch thread, 2-core machine, 2000 steps, medians of 7
 interleaved runs, ``bench/capture_overhead.py``): training with this kernel inline ran 1.05x
 as long as without a recorder when it was written (1.07-1.11x in later runs on the same
@@ -21,7 +21,7 @@ a step, against 59 us for the TorchScript reduction.
 The kernel reads the parameters through their data pointers, so that a step costs one call
 whatever the number of tensors; the caller checks, every step, that no parameter changed
 address, dtype or strides, and stages them through a copy when one is no longer a contiguous
-CPU tensor of the group's dtype (see :class:`~weightstats.capture._group.FusedGroup`).
+CPU tensor of the group's dtype (see :class:`~weightstats.capture._fused_group.FusedGroup`).
 On a snapshot step the pass writes the current weights into the snapshot buffer instead
 of back into the previous-weights buffer (the snapshot is then the next step's "previous
 weights", only read until the store has written it), and accumulates their own power sums,

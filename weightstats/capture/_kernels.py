@@ -1,7 +1,7 @@
 """The WeightRecorder's block reduction, as one function that torch can run without the GIL.
 
 :func:`reduce_block` turns a block of weight rows into exact updates, sampled coordinates and
-power sums (see :mod:`weightstats.capture._group` for the layout). It is some 40 torch calls.
+power sums (see :mod:`weightstats.capture._block` for the layout). It is some 40 torch calls.
 Called from Python, every call releases and takes back the GIL; on a reduction thread that
 hands the GIL back and forth with the training thread, which runs many small torch calls of
 its own, and each hand-over costs the training thread a thread wake-up. Compiled with

@@ -19,7 +19,7 @@ What a recorder promises
   snapshot buffer with their power sums. Otherwise (CUDA, half precision, no numba) it runs
   one batched copy per step into a block of rows, and once per block one reduction, on a
   thread of its own when a CPU core is free (``step_thread``), with bitwise the same results
-  (see :mod:`weightstats.capture._group`). With ``moments="sampled"`` or False both read
+  (see :mod:`weightstats.capture._block`). With ``moments="sampled"`` or False both read
   and keep only the sampled coordinates (all weights on snapshot steps). The sampled
   updates and raw moments go into
   buffers that are handed to the store once per `flush_every` steps (pinned, non-blocking
@@ -56,7 +56,8 @@ import torch
 
 from ..errors import InputDataError, WeightstatsWarning
 from ._common import Events, is_writer_rank, jsonable, select_parameters, to_host
-from ._group import Group, finish, make_group, moment_mode, use_step_thread
+from ._block import finish, use_step_thread
+from ._group import Group, make_group, moment_mode
 from ._io import JobThread
 from .latent import LatentRecorder
 from .store import STORE_DTYPES, RunStore
@@ -114,7 +115,7 @@ class WeightRecorder:
         selected CPU float32/float64 parameters and reads all of them after each step (the
         fused kernel); on the block path a block of ``rows + 1`` copies on their device
         (``rows``, at most 25, is fewer for large models: see
-        :func:`~weightstats.capture._group.block_rows`), twice that with moments and twice
+        :func:`~weightstats.capture._block.block_rows`), twice that with moments and twice
         again with the step thread. ``"sampled"``: over the `coords` sampled coordinates
         whose updates are recorded (the same values as ``"exact"`` for tensors that are all
         sampled), the ``numel`` of their index rows being the sample size: the recorder keeps
@@ -234,7 +235,7 @@ class WeightRecorder:
         for name, p in chosen:
             idx = _sample_coords(p.numel(), self.coords, gen)
             by_kind.setdefault((p.device, p.dtype), []).append((name, p, idx))
-        # per-step reductions run on this thread when the groups are on the CPU (_group.py)
+        # per-step reductions run on this thread when the groups are on the CPU (_block.py)
         self._worker = JobThread(threaded=step_thread, name="weightstats-step-worker",
                                  no_grad=True)
         self._groups = [make_group(items, moments=self.moments, flush_every=self.flush_every,
