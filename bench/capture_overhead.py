@@ -34,14 +34,13 @@ these float32 CPU models; the block path where numba is missing).
 from __future__ import annotations
 
 import argparse
-import random
-import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _interleave import interleaved
 from sklearn.datasets import load_digits
 
 from weightstats.capture.hooks import LatentRecorder, WeightRecorder
@@ -302,27 +301,17 @@ def main() -> None:
              for kind in ("mlp", "vae")}
     moments = {"exact": True, "sampled": "sampled", "none": False}[args.moments]
     configs = [(kind, every) for kind in ("mlp", "vae") for every in shown[kind]]
-    times: dict[tuple, list[float]] = {c: [] for c in configs}
-    cpus: dict[tuple, list[float]] = {c: [] for c in configs}
-    fixed: dict[tuple, list[float]] = {c: [] for c in configs}
     step_thread = {"auto": None, "on": True, "off": False}[args.step_thread]
-    order_rng = random.Random(0)
     with tempfile.TemporaryDirectory(dir=args.dir, prefix=".capture-bench-") as tmp:
-        for c in configs:  # warm-up (allocator, file cache)
-            run(*c, steps=20, x=x, y=y, folder=Path(tmp) / "warm", batch=args.batch)
-            shutil.rmtree(Path(tmp) / "warm", ignore_errors=True)
-        for rep in range(args.repeats):
-            order = configs[:]
-            order_rng.shuffle(order)
-            for c in order:
-                folder = Path(tmp) / f"r{rep}"
-                wall, cpu, setup_close = run(*c, steps=args.steps, x=x, y=y, folder=folder,
-                                             batch=args.batch, moments=moments,
-                                             step_thread=step_thread)
-                times[c].append(wall)
-                cpus[c].append(cpu)
-                fixed[c].append(setup_close)
-                shutil.rmtree(folder, ignore_errors=True)
+        results = interleaved(
+            configs,
+            lambda c, folder: run(*c, steps=args.steps, x=x, y=y, folder=folder,
+                                  batch=args.batch, moments=moments, step_thread=step_thread),
+            repeats=args.repeats, folder=Path(tmp),
+            warm_up=lambda c, folder: run(*c, steps=20, x=x, y=y, folder=folder,
+                                          batch=args.batch))
+    # per configuration: wall seconds, process CPU seconds, creating and closing the recorders
+    times, cpus, fixed = ({c: [r[k] for r in rs] for c, rs in results.items()} for k in range(3))
     print(f"{args.steps} steps, batch {args.batch}, {args.threads} torch thread(s), "
           f"moments={args.moments}, step_thread={args.step_thread}, "
           f"{args.repeats} interleaved repeats; "

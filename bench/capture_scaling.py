@@ -16,14 +16,13 @@ recorder's per-step buffers (previous values, flush buffers).
 from __future__ import annotations
 
 import argparse
-import random
-import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _interleave import interleaved
 from sklearn.datasets import load_digits
 
 from weightstats.capture.hooks import WeightRecorder
@@ -91,24 +90,18 @@ def main() -> None:
     y = torch.tensor(d.target)
     widths = [int(w) for w in args.widths.split(",")]
     configs = [(w, m) for w in widths for m in (None, *MODES)]
-    times: dict[tuple, list[float]] = {c: [] for c in configs}
-    order_rng = random.Random(0)
     with tempfile.TemporaryDirectory(dir=args.dir, prefix=".capture-scaling-") as tmp:
         hooks = {}
         for w in widths:
             for m in MODES:
                 hooks[(w, m)] = hook_cost(w, m, Path(tmp) / f"hook-{w}-{m}")
-        for c in configs:  # warm-up
-            run(*c, steps=5, x=x, y=y, batch=args.batch, folder=Path(tmp) / "warm")
-            shutil.rmtree(Path(tmp) / "warm", ignore_errors=True)
-        for rep in range(args.repeats):
-            order = configs[:]
-            order_rng.shuffle(order)
-            for c in order:
-                folder = Path(tmp) / f"r{rep}"
-                times[c].append(run(*c, steps=args.steps, x=x, y=y, batch=args.batch,
-                                    folder=folder))
-                shutil.rmtree(folder, ignore_errors=True)
+        times = interleaved(
+            configs,
+            lambda c, folder: run(*c, steps=args.steps, x=x, y=y, batch=args.batch,
+                                  folder=folder),
+            repeats=args.repeats, folder=Path(tmp),
+            warm_up=lambda c, folder: run(*c, steps=5, x=x, y=y, batch=args.batch,
+                                          folder=folder))
     print(f"{args.steps} Adam steps, batch {args.batch}, {args.threads} torch thread(s), "
           f"every=100, {args.repeats} interleaved repeats; ratio: median wall time over the "
           "median without a recorder; hook_us: the step hook alone (hot cache); "
