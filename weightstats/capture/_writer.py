@@ -3,8 +3,8 @@
 Every write is queued on one background thread (see :class:`~weightstats.capture._io.JobThread`)
 in ``seq`` order: shard first (temporary file + rename), then, at each flush, one Parquet index
 part with the rows of the shards written since the previous part. The store's bounds
-(``max_snapshots``, ``max_bytes``, ``on_limit``) are applied here, on the training thread,
-before anything is queued.
+(``max_snapshots``, ``max_bytes``, ``on_limit``: :mod:`~weightstats.capture._bounds`) are
+applied on the training thread, before anything is queued.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 
 from ..errors import InputDataError, RunStoreError, WeightstatsWarning
 from . import _io
+from ._bounds import DiskBounds
 from ._io import TMP_MARKER, JobThread, moment_index_rows
 from ._kernels import moments_kernel
 
@@ -117,23 +118,18 @@ class StoreWriterMixin:
     def _init_writer(self, *, background: bool, fsync: bool) -> None:
         self._fsync = fsync
         st = self.manifest["store"]
-        self.max_snapshots = st["max_snapshots"]
-        self.max_bytes = st["max_bytes"]
-        self.on_limit = st["on_limit"]
+        self._bounds = DiskBounds(self.path, max_snapshots=st["max_snapshots"],
+                                  max_bytes=st["max_bytes"], on_limit=st["on_limit"],
+                                  remove=self._remove_later)
         self._seq = self._max_seq() + 1
         # rows of shards written since the last index part, as column batches (_io.columns)
         self._pending_rows: list[dict] = []
         self._last_index = time.monotonic()
-        self._snapshots: list[tuple[int, str, int]] = []  # (step, path, bytes) kept on disk
-        self._payload = 0
-        self._scan_payload()
-        self._snap_calls = 0
+        self._bounds.scan()
         # latents waiting to be written with the next epoch's (see LATENT_GROUP_S)
         self._pending_latents: list[tuple[int, int | None, dict]] = []
         self._pending_latent_bytes = 0
         self._last_latents = -float("inf")
-        self._stride = 1
-        self._stopped: set[str] = set()
         self._writer = JobThread(threaded=background, name="weightstats-run-store-writer",
                                  max_pending=8)
         self._moments = moments_kernel()
@@ -180,18 +176,6 @@ class StoreWriterMixin:
                     best = max(best, seq_of(entry.name))
         return best
 
-    def _scan_payload(self) -> None:
-        for sub in ("snapshots", "trajectories", "latents"):
-            for entry in sorted(os.scandir(os.path.join(self.path, sub)), key=lambda e: e.name):
-                if entry.name.startswith("."):
-                    continue
-                size = entry.stat().st_size
-                self._payload += size
-                if sub == "snapshots":  # <seq>-step<step> or <seq>-steps<first>-<last>
-                    step = int(entry.name.split("-step")[1].lstrip("s").split("-")[0]
-                               .split(".")[0])
-                    self._snapshots.append((step, entry.path, size))
-
     def _next_seq(self) -> int:
         seq, self._seq = self._seq, self._seq + 1
         return seq
@@ -218,54 +202,17 @@ class StoreWriterMixin:
     def _write_manifest(self) -> None:
         _io.atomic_write_json(os.path.join(self.path, "manifest.json"), self.manifest)
 
-    def _over_limit(self, kind: str, nbytes: int) -> str | None:
-        if kind == "snapshot" and self.max_snapshots is not None:
-            if len(self._snapshots) >= self.max_snapshots:
-                return f"max_snapshots={self.max_snapshots}"
-        if self.max_bytes is not None and self._payload + nbytes > self.max_bytes:
-            return f"max_bytes={self.max_bytes}"
-        return None
+    def _remove_later(self, paths: list[str]) -> None:
+        """Queue the deletion of `paths` (thinned snapshots) after the writes queued so far."""
 
-    def _handle_limit(self, kind: str, nbytes: int) -> bool:
-        """Apply the store's bounds before a write; return False when the write is skipped."""
-        if kind in self._stopped:
-            return False
-        reason = self._over_limit(kind, nbytes)
-        if reason is None:
-            return True
-        policy = self.on_limit
-        if policy == "thin" and kind == "snapshot" and len(self._snapshots) > 1:
-            removed = self._snapshots[1::2]
-            self._snapshots = self._snapshots[0::2]
-            self._stride *= 2
-            self._payload -= sum(size for _, _, size in removed)
-            paths = [p for _, p, _ in removed]
+        def remove() -> None:
+            for p in paths:
+                try:
+                    os.remove(p)
+                except FileNotFoundError:
+                    pass
 
-            def thin() -> None:
-                for p in paths:
-                    try:
-                        os.remove(p)
-                    except FileNotFoundError:
-                        pass
-
-            self._submit(thin)
-            if self._over_limit(kind, nbytes) is None:
-                return True
-            reason = self._over_limit(kind, nbytes)
-            policy = "raise"
-        if policy == "raise":
-            raise RunStoreError(
-                f"run {self.path!r} reached {reason} ({self._payload} bytes of tensors in "
-                f"{len(self._snapshots)} snapshots); raise the bound, record less often "
-                "(`every`), or create the store with on_limit='thin' or 'stop'."
-            )
-        warnings.warn(
-            f"run {self.path!r} reached {reason}; no more {kind} data will be written.",
-            WeightstatsWarning,
-            stacklevel=4,
-        )
-        self._stopped.add(kind)
-        return False
+        self._submit(remove)
 
     def _finish_shard(self, path: str, tensors, metadata, batches: list[dict]) -> None:
         """Writer-thread part: write a shard, remember its rows (column batches) for the next
@@ -333,17 +280,14 @@ class StoreWriterMixin:
         """
         self._require_writer()
         nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
-        call, self._snap_calls = self._snap_calls, self._snap_calls + 1
-        if call % self._stride or not self._handle_limit("snapshot", nbytes) or (
-                call % self._stride):  # thinned (every `stride`-th call is kept) or bounded
+        if not self._bounds.admit_snapshot(nbytes):  # thinned out, or at a bound
             if done is not None:
                 done()
             return False
         seq = self._next_seq()
         rel = os.path.join("snapshots", f"{seq:08d}-step{int(step):010d}.safetensors")
         path = os.path.join(self.path, rel)
-        self._snapshots.append((int(step), path, nbytes))
-        self._payload += nbytes
+        self._bounds.wrote(nbytes, [(int(step), path, nbytes)])
         tensors = dict(tensors)
 
         def write() -> None:
@@ -368,7 +312,7 @@ class StoreWriterMixin:
     def stacks_snapshots(self) -> bool:
         """Whether :meth:`write_snapshots` writes several snapshots as one shard: not when the
         store has bounds, whose thinning deletes single snapshot files."""
-        return self.max_snapshots is None and self.max_bytes is None
+        return not self._bounds.bounded
 
     def write_snapshots(self, steps: list[int], snapshots: list[Mapping[str, torch.Tensor]],
                         *, ready: Any = None, done: Callable[[], None] | None = None,
@@ -402,8 +346,7 @@ class StoreWriterMixin:
         if any(list(t) != names for t in snapshots):
             raise InputDataError("all snapshots of one write_snapshots call need the same tensors.")
         each = sum(t.numel() * t.element_size() for t in snapshots[0].values())
-        self._snap_calls += len(steps)
-        if not self._handle_limit("snapshot", each * len(steps)):
+        if not self._bounds.admit_stacked(len(steps), each * len(steps)):
             if done is not None:
                 done()
             return False
@@ -411,8 +354,7 @@ class StoreWriterMixin:
         rel = os.path.join("snapshots",
                            f"{seq:08d}-steps{steps[0]:010d}-{steps[-1]:010d}.safetensors")
         path = os.path.join(self.path, rel)
-        self._snapshots.extend((s, path, each) for s in steps)
-        self._payload += each * len(steps)
+        self._bounds.wrote(each * len(steps), [(s, path, each) for s in steps])
         snapshots = [dict(t) for t in snapshots]
 
         def write() -> None:
@@ -463,7 +405,7 @@ class StoreWriterMixin:
         else:
             nbytes = sum(u.numel() * u.element_size() + c.numel() * 8
                          for c, u, *_ in data.values())
-        if not self._handle_limit("update", nbytes):
+        if not self._bounds.admit("update", nbytes):
             if done is not None:
                 done()
             return False
@@ -472,7 +414,7 @@ class StoreWriterMixin:
             "trajectories", f"{seq:08d}-steps{steps[0]:010d}-{steps[-1]:010d}.safetensors"
         )
         path = os.path.join(self.path, rel)
-        self._payload += nbytes
+        self._bounds.wrote(nbytes)
         data = data if callable(data) else dict(data)
 
         def write() -> None:
@@ -509,9 +451,9 @@ class StoreWriterMixin:
         """
         self._require_writer()
         nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
-        if not self._handle_limit("latent", nbytes):
+        if not self._bounds.admit("latent", nbytes):
             return False
-        self._payload += nbytes
+        self._bounds.wrote(nbytes)
         self._pending_latents.append(
             (int(epoch), None if step is None else int(step),
              {k: v.contiguous() for k, v in tensors.items()}))
