@@ -218,3 +218,35 @@ def test_waiting_latents_are_written_at_flush(tmp_path, monkeypatch):
     reader = RunStore.open(tmp_path / "r")
     assert reader.latent_epochs() == [0, 1, 2]
     assert torch.equal(reader.latents(2)["mu"], torch.full((3, 2), 2.0))
+
+
+def test_training_flags_restored_and_custom_setattr_respected(tmp_path):
+    """Every module is in eval mode while the latents are taken and back in its own mode
+    after; a module class with its own ``__setattr__`` gets the flag through it."""
+    seen_setattr = []
+
+    class Watched(torch.nn.Linear):
+        def __setattr__(self, name, value):
+            if name == "training":
+                seen_setattr.append(value)
+            super().__setattr__(name, value)
+
+    class Enc(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(4, 4)
+            self.b = Watched(4, 2)
+            self.during = None
+
+        def forward(self, x):
+            self.during = [m.training for m in self.modules()]
+            return self.b(self.a(x))
+
+    enc = Enc()
+    enc.a.eval()  # a mixed state, restored as it was
+    with LatentRecorder(enc, data=torch.randn(8, 4), store=tmp_path / "r") as rec:
+        seen_setattr.clear()
+        rec.end_epoch(0)
+    assert enc.during == [False, False, False]
+    assert [m.training for m in enc.modules()] == [True, False, True]
+    assert seen_setattr == [False, True]
