@@ -385,3 +385,29 @@ def test_worker_threads_run_torch_on_one_intra_op_thread():
         assert torch.get_num_threads() == 2 and later == [2]
     finally:
         torch.set_num_threads(before)
+
+
+def test_moments_from_sums_numpy_and_torch_agree(rng):
+    """The numpy path (CPU, the writer thread) and the torch path (CUDA buffers) give the same
+    raw moments, NaN where a tensor is empty, and those of numpy on the values."""
+    xs = [rng.standard_t(5, size=n) * 1e-3 + 0.5 for n in (1000, 3, 1)]
+    rows = []
+    for x in xs:
+        a = x.mean() + 1e-4  # a shift near the mean, as the kernels take it
+        z = x - a
+        rows.append([z.sum(), (z**2).sum(), (z**3).sum(), (z**4).sum(), a])
+    rows.append([0.0, 0.0, 0.0, 0.0, 0.0])  # an empty tensor
+    sums = np.array(rows)
+    numel = np.array([x.size for x in xs] + [0])
+    by_numpy = _io.moments_from_sums(sums, numel)
+    by_torch = _io.moments_from_sums(torch.from_numpy(sums), torch.from_numpy(numel)).numpy()
+    np.testing.assert_allclose(by_numpy, by_torch, rtol=1e-13, atol=0)
+    assert np.isnan(by_numpy[-1]).all() and np.isnan(by_torch[-1]).all()
+    for x, row in zip(xs, by_numpy):
+        c = x - x.mean()
+        np.testing.assert_allclose(row, [x.mean(), c.var(), (c**3).sum(), (c**4).sum()],
+                                   rtol=1e-8, atol=1e-25)
+    mom = torch.from_numpy(np.stack([sums.T, sums.T]))  # (steps, 5, K), as the groups keep it
+    cpu = _group.update_moments_from_sums(mom, list(numel))
+    assert cpu.shape == (2, 4, 4) and cpu.is_contiguous()
+    np.testing.assert_allclose(cpu[0].numpy().T[:3], by_numpy[:3] * [-1, 1, -1, 1], rtol=1e-13)

@@ -234,16 +234,25 @@ def moments_from_sums(sums, numel):
     update moments (:func:`weightstats.capture._group.update_moments_from_sums`) and the
     snapshot statistics both come from here.
     """
-    as_numpy = isinstance(sums, np.ndarray)
-    sums = torch.as_tensor(sums).to(torch.float64)
+    if isinstance(sums, np.ndarray):  # numpy in, numpy out: no torch call on the writer thread
+        sums = sums.astype(np.float64, copy=False)
+        n = np.broadcast_to(np.asarray(numel, dtype=np.float64), sums.shape[:-1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e1, e2, e3, e4 = (sums[..., k] / n for k in range(4))
+            var = np.maximum(e2 - e1 * e1, 0)
+            m3 = e3 - 3 * e1 * e2 + 2 * (e1 * e1 * e1)
+            m4 = np.maximum(e4 - 4 * e1 * e3 + 6 * (e1 * e1) * e2 - 3 * (e1 * e1) ** 2, 0)
+            out = np.stack([sums[..., 4] + e1, var, m3 * n, m4 * n], axis=-1)
+        out[n == 0] = np.nan
+        return out
+    sums = sums.to(torch.float64)
     n = torch.as_tensor(numel, device=sums.device).to(torch.float64)
     e1, e2, e3, e4 = (sums[..., k] / n for k in range(4))
     var = (e2 - e1 * e1).clamp_min(0)
-    m3 = e3 - 3 * e1 * e2 + 2 * e1**3
-    m4 = (e4 - 4 * e1 * e3 + 6 * e1**2 * e2 - 3 * e1**4).clamp_min(0)
+    m3 = e3 - 3 * e1 * e2 + 2 * (e1 * e1 * e1)
+    m4 = (e4 - 4 * e1 * e3 + 6 * (e1 * e1) * e2 - 3 * (e1 * e1) ** 2).clamp_min(0)
     out = torch.stack([sums[..., 4] + e1, var, m3 * n, m4 * n], dim=-1)
-    out = torch.where((n == 0).unsqueeze(-1), torch.nan, out)
-    return out.numpy() if as_numpy else out
+    return torch.where((n == 0).unsqueeze(-1), torch.nan, out)
 
 
 def moments_numpy(xs: list[torch.Tensor]) -> np.ndarray:
