@@ -80,6 +80,7 @@ def test_reopened_store_counts_what_is_on_disk(tmp_path):
         store.write_snapshot(0, t)
         store.write_snapshot(1, t)
     with RunStore.open(tmp_path / "r", mode="a") as store:
+        assert (store.max_snapshots, store.max_bytes, store.on_limit) == (3, None, "raise")
         store.write_snapshot(2, t)  # the third of three
         with pytest.raises(RunStoreError, match="max_snapshots=3"):
             store.write_snapshot(3, t)

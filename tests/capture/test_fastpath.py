@@ -411,3 +411,33 @@ def test_moments_from_sums_numpy_and_torch_agree(rng):
     cpu = _group.update_moments_from_sums(mom, list(numel))
     assert cpu.shape == (2, 4, 4) and cpu.is_contiguous()
     np.testing.assert_allclose(cpu[0].numpy().T[:3], by_numpy[:3] * [-1, 1, -1, 1], rtol=1e-13)
+
+
+def test_worker_thread_that_fails_to_start_queues_nothing(monkeypatch):
+    """A thread that cannot start leaves the worker unstarted (no job queued for nobody);
+    the next submit starts it."""
+    w = JobThread(threaded=True, name="test-start-fails")
+    real = threading.Thread.start
+
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError, match="can't start"):
+        w.submit(lambda: None)
+    assert w._thread is None and w._queue.empty()
+    monkeypatch.setattr(threading.Thread, "start", real)
+    seen = []
+    w.submit(lambda: seen.append(1))
+    w.close()
+    assert seen == [1]
+
+
+@pytest.mark.parametrize(("shape", "numel"), [((5,), [10]), ((3, 5), [[7], [8], [9]]),
+                                              ((2, 1, 5), [4, 6, 8])])
+def test_moments_from_sums_broadcasts_as_torch_does(rng, shape, numel):
+    sums = np.abs(rng.normal(size=shape)) + 1.0
+    by_numpy = _io.moments_from_sums(sums, np.array(numel))
+    by_torch = _io.moments_from_sums(torch.from_numpy(sums), torch.tensor(numel)).numpy()
+    assert by_numpy.shape == by_torch.shape
+    np.testing.assert_allclose(by_numpy, by_torch, rtol=1e-13)

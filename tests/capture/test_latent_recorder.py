@@ -250,3 +250,33 @@ def test_training_flags_restored_and_custom_setattr_respected(tmp_path):
     assert enc.during == [False, False, False]
     assert [m.training for m in enc.modules()] == [True, False, True]
     assert seen_setattr == [False, True]
+
+
+def test_training_as_a_property_gets_its_setter(tmp_path):
+    """A class whose ``training`` is a property (``torch.nn.cpp.ModuleWrapper`` has one)
+    keeps ``Module.__setattr__`` but must still get eval mode through its setter."""
+
+    class PropertyTraining(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+            self.seen = []
+
+        @property
+        def training(self):
+            return self.__dict__.get("_mode", True)
+
+        @training.setter
+        def training(self, mode):
+            self.__dict__["_mode"] = mode
+
+        def forward(self, x):
+            self.seen.append(self.training)
+            return torch.nn.functional.dropout(self.lin(x), 0.9, training=self.training)
+
+    enc = PropertyTraining()
+    with LatentRecorder(enc, data=torch.ones(16, 4), store=tmp_path / "r") as rec:
+        rec.end_epoch(0)
+    assert enc.seen == [False] and enc.training
+    mu = RunStore.open(tmp_path / "r").latents(0)["mu"]
+    assert not (mu == 0).all(axis=1).any()  # no dropout: eval mode took effect

@@ -197,9 +197,11 @@ class Group:
 
 def make_group(named: list[tuple[str, torch.Tensor, torch.Tensor]], *, moments: bool | str,
                flush_every: int, worker: JobThread) -> Group:
-    """The group for parameters sharing one device and dtype: :class:`FusedGroup` (moments
-    ``"exact"``) or :class:`SampledFusedGroup` (``"sampled"``, none) for CPU float32/float64
-    where numba compiles its kernel, else :class:`BlockGroup`."""
+    """The group for parameters sharing one device and dtype:
+    :class:`~weightstats.capture._fused_group.FusedGroup` (moments ``"exact"``) or
+    :class:`~weightstats.capture._fused_group.SampledFusedGroup` (``"sampled"``, none) for CPU
+    float32/float64 where numba compiles its kernel, else
+    :class:`~weightstats.capture._block.BlockGroup`."""
     # imported here: both subclass Group, defined above
     from ._block import BlockGroup
     from ._fused_group import FusedGroup, SampledFusedGroup

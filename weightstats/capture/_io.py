@@ -236,16 +236,15 @@ def moments_from_sums(sums, numel):
     """
     if isinstance(sums, np.ndarray):  # numpy in, numpy out: no torch call on the writer thread
         sums = sums.astype(np.float64, copy=False)
-        n = np.broadcast_to(np.asarray(numel, dtype=np.float64), sums.shape[:-1])
+        n = np.asarray(numel, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             e1, e2, e3, e4 = (sums[..., k] / n for k in range(4))
             var = np.maximum(e2 - e1 * e1, 0)
             m3 = e3 - 3 * e1 * e2 + 2 * (e1 * e1 * e1)
             m4 = np.maximum(e4 - 4 * e1 * e3 + 6 * (e1 * e1) * e2 - 3 * (e1 * e1) ** 2, 0)
             out = np.stack([sums[..., 4] + e1, var, m3 * n, m4 * n], axis=-1)
-        out[n == 0] = np.nan
-        return out
-    sums = sums.to(torch.float64)
+        return np.where((n == 0)[..., None], np.nan, out)
+    sums = torch.as_tensor(sums).to(torch.float64)
     n = torch.as_tensor(numel, device=sums.device).to(torch.float64)
     e1, e2, e3, e4 = (sums[..., k] / n for k in range(4))
     var = (e2 - e1 * e1).clamp_min(0)
@@ -322,6 +321,7 @@ class JobThread:
         self._name = name
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
         if threaded:  # the thread itself starts with the first job (see _start)
             self._queue = queue.Queue(maxsize=max_pending)
 
@@ -336,11 +336,11 @@ class JobThread:
         # created later, which the creating thread then sets back to its own count.
         threads = torch.get_num_threads()
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name=self._name,
-                                        daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, args=(ready,), name=self._name, daemon=True)
+        thread.start()  # if this raises, no job is queued for a thread that never ran
         ready.wait()
         torch.set_num_threads(threads)
+        self._thread = thread
 
     @property
     def threaded(self) -> bool:
@@ -348,7 +348,7 @@ class JobThread:
 
     def _run(self, ready: threading.Event) -> None:
         assert self._queue is not None
-        # one intra-op thread for torch on this thread (see __init__), then let the creating
+        # one intra-op thread for torch on this thread (see _start), then let the creating
         # thread restore torch's default for new threads. torch sets a thread's threads up
         # on its first use there, from that default: done first, or it would undo the one
         torch.get_num_threads()
@@ -381,7 +381,9 @@ class JobThread:
             job()
             return
         if self._thread is None:
-            self._start()
+            with self._start_lock:  # one thread, even if two threads submit first at once
+                if self._thread is None:
+                    self._start()
         self._queue.put(job)
 
     def wait(self) -> None:

@@ -309,6 +309,21 @@ class StoreWriterMixin:
         return True
 
     @property
+    def max_snapshots(self) -> int | None:
+        """The bound on the snapshots kept (None: none)."""
+        return self._bounds.max_snapshots
+
+    @property
+    def max_bytes(self) -> int | None:
+        """The bound on the bytes of tensor data written (None: none)."""
+        return self._bounds.max_bytes
+
+    @property
+    def on_limit(self) -> str:
+        """What happens at a bound: "raise", "stop" or "thin" (see :mod:`._bounds`)."""
+        return self._bounds.on_limit
+
+    @property
     def stacks_snapshots(self) -> bool:
         """Whether :meth:`write_snapshots` writes several snapshots as one shard: not when the
         store has bounds, whose thinning deletes single snapshot files."""

@@ -42,18 +42,28 @@ DEFAULT_NAMES = ("mu", "logvar", "z")
 
 _MODULE_SETATTR = torch.nn.Module.__setattr__
 
+#: module class -> whether its ``training`` flag is a plain instance attribute (see below)
+_PLAIN_TRAINING: dict[type, bool] = {}
+
 
 def _set_training(modules: list[torch.nn.Module], modes: list[bool]) -> None:
     """Set each module's ``training`` flag, as ``Module.train`` does for each submodule.
 
-    Straight into the instance's ``__dict__`` where the class keeps ``Module.__setattr__``:
-    its checks for parameters, buffers and submodules do not apply to a bool. Setting and
-    restoring the flags of the bench VAE's 10 modules took 19.5 us that way and 1.5 us this
-    way; an epoch's recording of its 256 evaluation digits went from 258 to 234 us (medians).
-    A class with its own ``__setattr__`` gets the flag through it.
+    Straight into the instance's ``__dict__`` where the class keeps ``Module.__setattr__`` and
+    defines no ``training`` of its own (a property, as ``torch.nn.cpp.ModuleWrapper`` has, or
+    a slot): ``Module.__setattr__``'s checks for parameters, buffers and submodules do not
+    apply to a bool. Setting and restoring the flags of the bench VAE's 10 modules took
+    19.5 us through ``setattr`` and 1.5 us this way; an epoch's recording of its 256
+    evaluation digits went from 258 to 234 us (medians). Other classes get the flag through
+    ``setattr``.
     """
     for m, mode in zip(modules, modes):
-        if type(m).__setattr__ is _MODULE_SETATTR:
+        cls = type(m)
+        plain = _PLAIN_TRAINING.get(cls)
+        if plain is None:
+            plain = _PLAIN_TRAINING[cls] = (cls.__setattr__ is _MODULE_SETATTR
+                                            and not hasattr(cls, "training"))
+        if plain:
             m.__dict__["training"] = mode
         else:
             m.training = mode
