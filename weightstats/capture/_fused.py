@@ -178,15 +178,15 @@ def sampled_step(pointers, prev, offsets, numels, coords, coord_bounds, upd, row
             out[c] = d
             total -= d
             level += now
-        m = max(m, 1)
+        count = max(m, 1)
         if moments:
-            shift = total / m
+            shift = total / count
             s1 = s2 = s3 = s4 = 0.0
-            for c in range(last - first):
+            for c in range(m):
                 s1, s2, s3, s4 = _accumulate(s1, s2, s3, s4, -out[c] - shift)
             _store_sums(mom, k, s1, s2, s3, s4, shift)
         if snapshot:
             dst = snap[offsets[k]:offsets[k] + n]
             for t in range(n):
                 dst[t] = w[t]
-            _power_sums(dst, level / m, snap_sums, k)
+            _power_sums(dst, level / count, snap_sums, k)

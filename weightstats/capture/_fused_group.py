@@ -163,25 +163,33 @@ class FusedGroup(Group):
             return
         pointers = self._addresses(ps)
         if snapshot != self.wdtype:  # none, or one in another dtype (snapshot_flat copies)
-            if not self._prev_shared:
-                self._run(pointers, row)  # in place
-                return
-            # the previous weights are a snapshot the store may still be reading: write the
-            # current ones into the group's own buffer
-            own = self._own if self._own is not None else torch.empty_like(self.prev)
-            self._own = None
-            self._run(pointers, row, own)
-            self._set_prev(own, shared=False)
+            self._plain_step(pointers, row)
             return
-        # a snapshot step: the weights go into a snapshot buffer instead of back into prev,
-        # with their power sums; that buffer is the next step's previous weights
+        # a snapshot step: the kernel also writes every weight into a snapshot buffer, with
+        # their power sums, kept for snapshot_flat()
         flat, views = self._snapshot_buffer(snapshot)
         sums = np.empty((5, len(self.numels)))
         self._run(pointers, row, flat, sums)
+        self._snapshot_taken(flat)
+        self._taken = (flat, views, sums)
+
+    def _plain_step(self, pointers: np.ndarray, row: int) -> None:
+        """A step without a snapshot: the current weights over :attr:`prev`, in place, unless
+        prev is a snapshot the store may still be reading: then into the group's own buffer."""
+        if not self._prev_shared:
+            self._run(pointers, row)
+            return
+        own = self._own if self._own is not None else torch.empty_like(self.prev)
+        self._own = None
+        self._run(pointers, row, own)
+        self._set_prev(own, shared=False)
+
+    def _snapshot_taken(self, flat: torch.Tensor) -> None:
+        """After a snapshot step: the snapshot buffer, which holds the current weights, is the
+        next step's previous weights (only read from then on)."""
         if not self._prev_shared:
             self._own = self.prev  # free until the next step without a snapshot
         self._set_prev(flat, shared=True)
-        self._taken = (flat, views, sums)
 
     def snapshot_flat(self, dtype: torch.dtype
                       ) -> tuple[torch.Tensor, list[torch.Tensor], np.ndarray | None] | None:
@@ -224,15 +232,8 @@ class SampledFusedGroup(FusedGroup):
                     self._mom_np is not None, after.numpy() if snapshot else self._prev_np,
                     snap_sums if snapshot else self._scratch_sums, snapshot)
 
-    def post(self, row: int, snapshot: torch.dtype | None = None) -> None:
-        ps = self.params()
-        if ps is None:
-            return
-        pointers = self._addresses(ps)
-        if snapshot != self.wdtype:  # none, or one in another dtype (snapshot_flat copies)
-            self._run(pointers, row)
-            return
-        flat, views = self._snapshot_buffer(snapshot)
-        sums = np.empty((5, len(self.numels)))
-        self._run(pointers, row, flat, sums)
-        self._taken = (flat, views, sums)
+    def _plain_step(self, pointers: np.ndarray, row: int) -> None:
+        self._run(pointers, row)  # prev is the sample's own buffer, always overwritten
+
+    def _snapshot_taken(self, flat: torch.Tensor) -> None:
+        """Nothing to hand over: the snapshot is not this group's previous values."""
