@@ -142,8 +142,8 @@ class BlockGroup(Group):
         if not self.sampled:
             torch._foreach_copy_(views, ps)
             return
-        for v, p, c in zip(views, ps, self.coords_dev):
-            v.copy_(torch.take(p.detach(), c))
+        for v, p, c in zip(views, ps, self.coords_dev):  # straight into the row: no temporary
+            torch.take(p.detach(), c, out=v)
 
     def finished(self, upd: torch.Tensor, mom: torch.Tensor | None, n: int
                  ) -> tuple[list[torch.Tensor], torch.Tensor | None, Callable[[], None] | None]:
