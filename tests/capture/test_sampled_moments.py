@@ -59,13 +59,15 @@ def test_sampled_moments_are_those_of_the_recorded_sample(tmp_path, path_kind):
         assert mom["step"].tolist() == list(range(1, 12))
         assert (mom["numel"] == tr.coords.size).all()
         d = tr.updates.astype(np.float64)
-        # references: numpy mean/var (ddof=0), scipy.stats.skew/kurtosis (bias=True, Fisher)
-        np.testing.assert_allclose(mom["mean"], d.mean(1), rtol=1e-5, atol=1e-12)
-        np.testing.assert_allclose(mom["var"], d.var(1), rtol=1e-4)
+        # references: numpy mean/var (ddof=0), scipy.stats.skew/kurtosis (bias=True, Fisher);
+        # the fused kernel sums the float32 updates in float64, the block path in float32
+        tol = 1e-9 if path_kind == "fused" else 1e-3
+        np.testing.assert_allclose(mom["mean"], d.mean(1), rtol=min(tol, 1e-5), atol=1e-12)
+        np.testing.assert_allclose(mom["var"], d.var(1), rtol=min(tol, 1e-4))
         np.testing.assert_allclose(mom["skewness"], scipy.stats.skew(d, axis=1),
-                                   rtol=1e-3, atol=1e-4)
+                                   rtol=tol, atol=tol / 10)
         np.testing.assert_allclose(mom["kurtosis"], scipy.stats.kurtosis(d, axis=1),
-                                   rtol=1e-3, atol=1e-4)
+                                   rtol=tol, atol=tol / 10)
     sampled = [t for t in store.tensor_names()
                if store.trajectories(t).coords.size < states[0][t].numel()]
     assert sampled == ["0.weight", "3.weight"]  # the test covers sampled and whole tensors
